@@ -1,0 +1,5 @@
+"""``python -m ktrace_decode``: the ``ktrace`` command."""
+
+from .cli import entry
+
+entry()

@@ -1,0 +1,106 @@
+"""The ``ktrace`` command.  The only place where errors become messages and exit codes.
+
+Exit codes: 0 ok; 1 input unusable; 2 usage; 3 damage under --strict;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, KtraceError
+
+DESCRIPTION = """\
+Decode and analyse the fuse kio "pcs" ktrace: the per-CPU relay buffers under
+/sys/kernel/debug/fuse/<conn>/trace0..N, including the invalidate_files
+workqueue records (starts / ends / pending / waiting / errors) of the VZ10 patch.
+"""
+
+EPILOG = """\
+typical incident:
+  cp -r /sys/kernel/debug/fuse/42 /tmp/dump      # or tar it up
+  ktrace analyze /tmp/dump                       # what happened, slowest first
+  ktrace decode /tmp/dump --grep 'invalidate'    # the raw story
+  ktrace export /tmp/dump --out /tmp/csv         # for spreadsheets
+  ktrace tui /tmp/dump                           # browse it
+
+exit codes: 0 ok, 1 input unusable, 2 usage error, 3 damage found (--strict),
+130 interrupted.  Run 'ktrace COMMAND --help' for each command.
+"""
+
+#: (module, function) registering each subcommand; a command whose module
+#: cannot be imported is left out rather than breaking the others.
+COMMANDS = (
+    ("ktrace_decode.decode_cli", "add_decode_parser"),
+    ("ktrace_decode.pipeline.cli", "add_analyze_parser"),
+    ("ktrace_decode.pipeline.cli", "add_export_parser"),
+    ("ktrace_decode.tui.cli", "add_tui_parser"),
+    ("ktrace_decode.emit.cli", "add_emit_parser"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ktrace", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module, func in COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and module.startswith(e.name):
+                continue
+            raise
+        getattr(mod, func)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except KtraceError as e:
+        sys.stderr.write(f"ktrace: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\nktrace: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _broken_pipe()
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        sys.stderr.write(f"ktrace: error: {where}{e.strerror or e}\n")
+        return 1
+
+
+def _broken_pipe() -> int:
+    # The reader went away (ktrace decode | head): stop quietly.  Point
+    # stdout at /dev/null so the interpreter's final flush cannot fail.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,35 @@
+"""The wheel's package list must match the tree, so no subpackage is silently dropped."""
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _declared() -> tuple[set[str], dict[str, str]]:
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return set(cfg["packages"]), cfg["package-dir"]
+
+
+def test_every_package_directory_is_declared():
+    packages, package_dir = _declared()
+    found = set()
+    for top_name, top_dir in package_dir.items():
+        base = ROOT / top_dir
+        for init in base.rglob("__init__.py"):
+            if "__pycache__" in init.parts:
+                continue
+            rel = init.parent.relative_to(base).parts
+            found.add(".".join((top_name, *rel)))
+    # Nested mappings (ktrace_decode.formats -> formats/) are found from their own entry.
+    assert found == packages
+
+
+def test_one_import_namespace():
+    packages, package_dir = _declared()
+    assert all(p == "ktrace_decode" or p.startswith("ktrace_decode.") for p in packages)
+    assert package_dir["ktrace_decode.formats"] == "formats"
+    assert package_dir["ktrace_decode.tui"] == "tui"
+    import ktrace_decode.formats.layouts as layouts
+
+    assert Path(layouts.__file__).resolve().parent == ROOT / "formats"
