@@ -38,7 +38,8 @@ def bucket_bounds(bucket: int) -> tuple[int, int | None]:
 
 
 # Every edge where the bucket can change: multiples of the step of each decade.
-_EDGES = sorted({0} | {s * k for s in (100, 1000, 10_000, 100_000, 1_000_000) for k in range(1, 11)})
+_STEPS = (100, 1000, 10_000, 100_000, 1_000_000)
+_EDGES = sorted({0} | {s * k for s in _STEPS for k in range(1, 11)})
 
 _Bucket = Struct("value" / Int64ul, "count" / Int64ul)
 _OpHist = Struct("buckets" / Array(N_BUCKETS, Int64ul), "sum" / Int64ul)

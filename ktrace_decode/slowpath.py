@@ -114,10 +114,10 @@ def walk(data: bytes, start: int, end: int, raw_subbuf: bool = False
 def _tail(data: bytes, pos: int, end: int) -> list[Skip]:
     magic = L.MAGIC.to_bytes(2, "little")
     for m in range(pos, end):
-        if data[m:m + 2] == magic or (m == end - 1 and data[m] == magic[0]):
-            if m + _H > end or m + _H + int.from_bytes(data[m + 4:m + 6], "little") > end:
-                return ([Skip(pos, m, "garbage")] if m > pos else []) + [
-                    Skip(m, end, "truncated")]
+        is_magic = data[m:m + 2] == magic or (m == end - 1 and data[m] == magic[0])
+        if is_magic and (m + _H > end
+                         or m + _H + int.from_bytes(data[m + 4:m + 6], "little") > end):
+            return ([Skip(pos, m, "garbage")] if m > pos else []) + [Skip(m, end, "truncated")]
     return [Skip(pos, end, "garbage")]
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from ktrace_decode.formats import layouts as L
-from ktrace_decode.formats import messages as M
 
 from ktrace_decode.decode import decode_source
+from ktrace_decode.formats import layouts as L
+from ktrace_decode.formats import messages as M
 from ktrace_decode.sources import TraceSource
 
 

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from helpers import decode_bytes, iot_rec, sample_stream, start_rec, text_rec
-from ktrace_decode.formats import layouts as L
 from polars.testing import assert_frame_equal
 
+from helpers import decode_bytes, iot_rec, sample_stream, start_rec, text_rec
 from ktrace_decode import slowpath
+from ktrace_decode.formats import layouts as L
 
 RECS = sample_stream(12)
 BLOB = b"".join(RECS)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from helpers import decode_bytes
 from ktrace_decode.formats import layouts as L
 from ktrace_decode.formats import messages as M

@@ -1,13 +1,13 @@
 """Property tests (hypothesis) for the parsers."""
 
 import numpy as np
-from helpers import decode_bytes, iot_rec, text_rec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ktrace_decode.formats import layouts as L
 from polars.testing import assert_frame_equal
 
+from helpers import decode_bytes, iot_rec, text_rec
 from ktrace_decode import slowpath
+from ktrace_decode.formats import layouts as L
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -35,7 +35,7 @@ def records(draw):
 @SETTINGS
 @given(st.binary(max_size=4096))
 def test_arbitrary_bytes_never_raise(data):
-    recs, cs, rep = decode_bytes(data)
+    recs, _cs, rep = decode_bytes(data)
     accounted = sum(int(r) for r in recs["pdu_len"]) + 16 * recs.height + rep.skipped_bytes
     assert accounted == len(data)  # every byte is a record or counted as skipped
 
