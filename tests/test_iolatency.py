@@ -1,0 +1,45 @@
+"""IO latency per chunk server and per inode, from iotimes records."""
+
+
+from helpers import decode_bytes
+from ktrace_decode import iolatency
+from ktrace_decode.formats import layouts as L
+
+
+def _rec(t, ino, typ, size, start, cs):
+    hdr = dict(chunk=0, offset=4096, size=size, start_time=start, local_delay=5, lat=t - start - 5,
+               ino=ino, type=typ)
+    return L.build_record(L.TYPE_IOTIMES, t, L.iotimes_payload(
+        hdr, [dict(csid=c, misc=0, ts_net=net, ts_io=io) for c, net, io in cs]))
+
+
+def _frames():
+    data = b"".join(
+        _rec(10_000 + 100 * i, 7, 257, 4096, 10_000 + 100 * i - (i + 1) * 10,
+             [(1, 10 * (i + 1), 100 * (i + 1)), (2, 1, 2)])
+        for i in range(10)
+    ) + _rec(20_000, 8, 259, 8192, 15_000, [(2, 50, 500)])
+    recs, cs, _ = decode_bytes(data)
+    return recs.lazy(), cs.lazy()
+
+
+def test_per_cs_percentiles():
+    recs, cs = _frames()
+    df = iolatency.per_cs(recs, cs).collect()
+    row = df.filter(csid=1, request="read").row(0, named=True)
+    assert row["count"] == 10 and row["as_replier"] == 10
+    # "nearest" quantiles: index round(q * (n - 1)), so p50 of 10..100 is 60
+    assert (row["net_p50_us"], row["net_p90_us"], row["net_max_us"]) == (60, 90, 100)
+    assert (row["io_p50_us"], row["io_max_us"]) == (600, 1000)
+    w = df.filter(csid=2, request="write").row(0, named=True)
+    assert (w["count"], w["net_max_us"], w["io_max_us"]) == (1, 50, 500)
+
+
+def test_per_ino_and_slowest():
+    recs, _ = _frames()
+    ino = iolatency.per_ino(recs).collect()
+    r = ino.filter(ino=7).row(0, named=True)
+    assert (r["request"], r["count"], r["bytes"], r["lat_max_us"]) == ("read", 10, 40960, 100)
+    slow = iolatency.slowest(recs, 2).collect()
+    assert slow["total_us"].to_list() == [5000, 100]
+    assert slow.row(0, named=True)["request"] == "write"
