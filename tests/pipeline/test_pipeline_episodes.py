@@ -1,0 +1,97 @@
+"""Episodes against a plain-Python statement of the rules, on adversarial traces."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from pl_builders import Trace, random_trace
+from pl_oracle import episodes as oracle
+from polars.testing import assert_frame_equal
+
+from ktrace_decode import schema
+from ktrace_decode.decode import decode, drop_windows
+from ktrace_decode.pipeline.episodes import episodes
+from ktrace_decode.pipeline.events import events
+
+
+def pipeline(tr: Trace, tmp_path) -> pl.DataFrame:
+    records = decode(tr.write(tmp_path / "dump")).records
+    return episodes(events(records.lazy()), drop_windows(records).lazy()).collect()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_traces_match_the_rules(seed, tmp_path):
+    tr = random_trace(seed, n=60 + seed * 5, spread=200 + 40 * seed)
+    assert_frame_equal(pipeline(tr, tmp_path), oracle(tr.events, tr.windows()))
+
+
+def test_retries_across_cpus_and_the_numbering_quirk(tmp_path):
+    tr = Trace()
+    # kernel nodeid 10: the work function prints 9, fuse_open prints 10.
+    tr.add_event(0, 100, "waiting", 10)
+    tr.add_event(1, 200, "start", 10)
+    tr.add_event(1, 250, "write_error", 10, err=-11)
+    tr.add_event(2, 300, "start", 10)
+    tr.add_event(2, 350, "pages_error", 10, err=-16)
+    tr.add_event(0, 400, "start", 10)
+    tr.add_event(3, 500, "end", 10)
+    got = pipeline(tr, tmp_path)
+    assert got.select("nodeid", "userspace_id", "first_seen_us", "start_us", "end_us",
+                      "duration_us", "attempts", "write_errors", "pages_errors", "last_err",
+                      "blocked_opens", "max_open_wait_us", "start_cpu", "end_cpu",
+                      "status").row(0) == (10, 9, 100, 200, 500, 300, 3, 1, 1, -16, 1, 400, 1, 3,
+                                           "complete")
+
+
+def test_no_start_in_progress_and_orphans(tmp_path):
+    tr = Trace()
+    tr.add_event(0, 100, "write_error", 5, err=-28)  # opens an episode without a start
+    tr.add_event(0, 150, "start", 5)  # a retry: counts, but is not the episode's start
+    tr.add_event(0, 200, "end", 5)
+    tr.add_event(1, 210, "pending", 5, fh=3)  # after every end: a new, open episode
+    tr.add_event(1, 220, "waiting", 5)  # joins it
+    tr.add_event(0, 300, "start", 6)  # never ends
+    tr.add_event(1, 400, "waiting", 6)  # joins the open one
+    got = pipeline(tr, tmp_path).select(
+        "nodeid", "first_seen_us", "start_us", "end_us", "duration_us", "attempts",
+        "pending_files", "blocked_opens", "max_open_wait_us", "status")
+    assert got.rows() == [
+        (5, None, None, 200, None, 1, 0, 0, None, "no_start"),
+        (5, 210, None, None, None, 0, 1, 1, None, "in_progress"),
+        (6, 300, 300, None, None, 1, 0, 1, None, "in_progress"),
+    ]
+
+
+def test_attached_event_at_the_same_time_as_an_end_joins_that_episode(tmp_path):
+    tr = Trace()
+    tr.add_event(0, 100, "start", 5)
+    tr.add_event(0, 200, "end", 5)
+    tr.add_event(1, 200, "waiting", 5)  # end_us >= t holds with equality
+    tr.add_event(0, 200, "start", 5)  # same microsecond, next episode
+    tr.add_event(0, 200, "end", 5)
+    got = pipeline(tr, tmp_path)
+    assert got["blocked_opens"].to_list() == [1, 0]
+    assert got["max_open_wait_us"].to_list() == [0, None]
+
+
+def test_lost_overlap_uses_the_window_before_a_dropped_record(tmp_path):
+    tr = Trace()
+    tr.add_event(0, 100, "start", 5)
+    tr.add_event(0, 200, "end", 5)
+    tr.add_event(0, 300, "start", 6)
+    tr.add_event(0, 400, "end", 6)
+    tr.add_text(1, 150, "x: noise")
+    tr.add_text(1, 250, "x: noise", ovfl=4)  # lost between 150 and 250: overlaps nodeid 5 only
+    tr.add_text(2, 450, "x: first record of cpu 2", ovfl=1)  # window (-inf, 450]: overlaps both
+    got = pipeline(tr, tmp_path)
+    assert got["lost_overlap"].to_list() == [True, True]
+    tr.records[2].clear(), tr.rows[2].clear()
+    got = pipeline(tr, tmp_path / "b")
+    assert got["lost_overlap"].to_list() == [True, False]
+
+
+def test_no_patch_events_gives_an_empty_table_with_the_schema(tmp_path):
+    tr = Trace()
+    tr.add_text(0, 5, "pcs_foo: bar")
+    got = pipeline(tr, tmp_path)
+    assert got.is_empty() and got.schema == pl.Schema(schema.INVALIDATIONS)
