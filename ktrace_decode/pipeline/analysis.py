@@ -1,0 +1,60 @@
+"""The library entry: a decoded dump -> every pipeline table + the analyze summary.
+
+Used by ``ktrace analyze`` / ``ktrace export`` and by the TUI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from ..decode import Decoded
+from . import tables
+from .episodes import episodes
+from .events import events
+from .summary import Selection, summarize
+
+
+@dataclass
+class Analysis:
+    """Every table of one dump, collected, plus the ``analyze --json`` document."""
+
+    events: pl.DataFrame  # schema.EVENTS
+    invalidations: pl.DataFrame  # schema.INVALIDATIONS
+    nodes: pl.DataFrame  # tables.NODES
+    iotimes: pl.DataFrame  # tables.IOTIMES
+    iotimes_cs: pl.DataFrame  # tables.IOTIMES_CS
+    loss: pl.DataFrame  # tables.LOSS
+    summary: dict[str, Any]
+
+    def frames(self) -> dict[str, pl.DataFrame]:
+        """The exported tables by file stem, in export order."""
+        return {"events": self.events, "invalidations": self.invalidations,
+                "nodes": self.nodes, "iotimes": self.iotimes, "iotimes_cs": self.iotimes_cs,
+                "loss": self.loss}
+
+
+def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Analysis:
+    """Run the whole pipeline on a decoded dump.
+
+    Two collects: the record-sized tables first (one pass over the records,
+    Polars runs the independent plans in parallel), then the episode tables
+    from the collected events, so the regex classification runs once.
+    """
+    records = decoded.records.lazy()
+    windows = decoded.drop_windows().lazy()
+    files = pl.LazyFrame({"cpu": [c.cpu for c in decoded.cpus],
+                          "file": [c.source for c in decoded.cpus]},
+                         schema={"cpu": pl.UInt16, "file": pl.String})
+    ev, iot, iot_cs, loss = pl.collect_all([
+        events(records),
+        tables.iotimes(records),
+        tables.iotimes_cs(records, decoded.cs.lazy()),
+        tables.loss(records, windows, decoded.skips_frame().lazy(), files),
+    ])
+    inv = episodes(ev.lazy(), windows).collect()
+    nodes = tables.nodes(inv.lazy()).collect()
+    summary = summarize(decoded, ev, inv, selection or Selection())
+    return Analysis(ev, inv, nodes, iot, iot_cs, loss, summary)

@@ -1,0 +1,170 @@
+"""``ktrace analyze`` and ``ktrace export``: argument parsing and output only.
+
+User errors are raised as KtraceError subclasses; ktrace_decode.cli turns
+them into one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from ..cli_common import add_input_args, check_strict, load_input, parse_time
+from ..errors import UsageError
+from . import export as export_mod
+from .analysis import analyze_decoded
+from .io import FORMATS
+from .report import render
+from .summary import Selection
+
+ANALYZE_EPILOG = """\
+times: --since/--until take seconds on the trace clock (5.0012) or microseconds
+(5001200us), as printed by 'ktrace decode'; they select the episodes that overlap
+the window (and count errors inside it).  --nodeid takes the kernel FUSE nodeid,
+which is the number the work function prints + 1 (it prints nodeid - 1 to match
+userspace; fuse_open and fuse_link_rw_file print the kernel nodeid itself).
+
+wall clock: record times are ktime_get() microseconds since boot.  --boot-time
+EPOCH (seconds since 1970, the wall-clock time of that boot, e.g. from
+'date -d "$(uptime -s)" +%s') adds local wall-clock times; --wall-clock uses
+this machine's boot time, right only when the dump was taken here since the
+last boot (and without a suspend in between).
+
+examples:
+  ktrace analyze /tmp/dump
+  ktrace analyze dump.tar.gz --top 20 --since 120.5 --until 130
+  ktrace analyze /tmp/dump --nodeid 4242 --wall-clock
+  ktrace analyze /tmp/dump --json | jq '.in_progress'
+"""
+
+EXPORT_EPILOG = """\
+files (one each, schemas in the README): events, invalidations, nodes,
+iotimes, iotimes_cs, loss (.csv or .parquet).  With several dumps the rows are
+stacked and a first column 'source' names the dump each row comes from.
+Existing files are never replaced without --force; each file is written to a
+temporary name and renamed, so readers never see half a file.
+
+examples:
+  ktrace export /tmp/dump --out /tmp/csv
+  ktrace export node1.tar.gz node2.tar.gz --out /tmp/all --format parquet
+"""
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return v
+
+
+def add_analyze_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "analyze", help="the first screen of an incident: invalidations, slowest, stuck, errors",
+        description="Summarise a dump: trace span, CPUs, records, drops; invalidation episodes "
+                    "(count, in progress, without a start, duration percentiles), the slowest, "
+                    "retries and errors by code, blocked opens and poisoned files.",
+        epilog=ANALYZE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_args(p)
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document instead of the report")
+    p.add_argument("--top", type=_count, default=10, metavar="N",
+                   help="how many of the slowest episodes to list (default: %(default)s)")
+    p.add_argument("--nodeid", type=_count, metavar="N",
+                   help="only this kernel FUSE nodeid (userspace id + 1); lists all its episodes")
+    p.add_argument("--since", metavar="TIME", help="episodes that end at or after TIME")
+    p.add_argument("--until", metavar="TIME", help="episodes seen at or before TIME")
+    clock = p.add_mutually_exclusive_group()
+    clock.add_argument("--boot-time", metavar="EPOCH",
+                       help="wall-clock time of the traced machine's boot, in seconds since "
+                            "1970: adds wall-clock times")
+    clock.add_argument("--wall-clock", action="store_true",
+                       help="wall-clock times from this machine's boot time")
+    p.set_defaults(func=run_analyze)
+    return p
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "export", help="write events, invalidations, nodes, iotimes, loss as CSV or Parquet",
+        description="Export the pipeline tables of one or more dumps for spreadsheets and "
+                    "scripts.",
+        epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_args(p, many=True)
+    p.add_argument("--out", required=True, metavar="DIR", type=Path,
+                   help="output directory (created if missing)")
+    p.add_argument("--format", choices=FORMATS, default="csv",
+                   help="file format (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.set_defaults(func=run_export)
+    return p
+
+
+def boot_time_us(args: argparse.Namespace) -> tuple[int | None, str]:
+    """(wall-clock microseconds of monotonic zero, where it came from)."""
+    if getattr(args, "wall_clock", False):
+        now = time.time_ns() // 1000
+        return now - time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000, "--wall-clock"
+    if getattr(args, "boot_time", None) is not None:
+        try:
+            epoch = float(args.boot_time)
+        except ValueError:
+            epoch = math.nan
+        if not math.isfinite(epoch) or epoch < 0:
+            raise UsageError(f"--boot-time takes seconds since 1970 (like 1767225600.25), "
+                             f"not {args.boot_time!r}")
+        return round(epoch * 1_000_000), "--boot-time"
+    return None, "none"
+
+
+def selection(args: argparse.Namespace) -> Selection:
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    if since is not None and until is not None and since > until:
+        raise UsageError(f"--since {args.since} is after --until {args.until}")
+    boot, source = boot_time_us(args)
+    return Selection(top=args.top, nodeid=args.nodeid, since_us=since, until_us=until,
+                     boot_time_us=boot, clock_source=source)
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    sel = selection(args)  # bad options fail before a long decode
+    decoded = load_input(args)
+    summary = analyze_decoded(decoded, sel).summary
+    if args.json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        # A script reading stdout should still see these on its terminal.
+        for w in summary["warnings"]:
+            sys.stderr.write(f"ktrace: warning: {w}\n")
+    else:
+        sys.stdout.write(render(summary))
+    sys.stdout.flush()
+    check_strict(args, decoded)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    export_mod.prepare(args.out, args.format, args.force)  # refuse before decoding
+    analyses = []
+    decodeds = []
+    for path in args.paths:
+        decoded = load_input(args, path)
+        decodeds.append(decoded)
+        analyses.append((path, analyze_decoded(decoded)))
+    written = export_mod.export(analyses, args.out, args.format, args.force)
+    sys.stderr.write(f"wrote {len(written)} files to {args.out}:\n")
+    for w in written:
+        sys.stderr.write(f"  {w.path.name:<22} {w.rows:>12,} rows\n")
+    for (path, a) in analyses:
+        for warning in a.summary["warnings"]:
+            where = f"{path}: " if len(analyses) > 1 else ""
+            sys.stderr.write(f"ktrace: warning: {where}{warning}\n")
+    for decoded in decodeds:
+        check_strict(args, decoded)
+    return 0

@@ -1,0 +1,61 @@
+"""``ktrace export``: the pipeline tables of one or many dumps as CSV or Parquet files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from .. import schema
+from . import io, tables
+from .analysis import Analysis
+
+#: Exported tables by file stem, with their schemas (the documented format).
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "events": schema.EVENTS,
+    "invalidations": schema.INVALIDATIONS,
+    "nodes": tables.NODES,
+    "iotimes": tables.IOTIMES,
+    "iotimes_cs": tables.IOTIMES_CS,
+    "loss": tables.LOSS,
+}
+
+
+@dataclass
+class Written:
+    path: Path
+    rows: int
+
+
+def combine(analyses: Sequence[tuple[str, Analysis]]) -> dict[str, pl.DataFrame]:
+    """The tables to write.  One dump: as they are.  Several: stacked, with a
+    leading ``source`` column naming the dump (as given on the command line)."""
+    if len(analyses) == 1:
+        return analyses[0][1].frames()
+    out: dict[str, pl.DataFrame] = {}
+    for stem in SCHEMAS:
+        parts = [a.frames()[stem].select(pl.lit(src, pl.String).alias("source"), pl.all())
+                 for src, a in analyses]
+        out[stem] = pl.concat(parts)
+    return out
+
+
+def prepare(out_dir: Path, fmt: str, force: bool) -> list[Path]:
+    """Check (before any decoding) that the outputs may be written; returns the targets."""
+    targets = io.target_paths(out_dir, SCHEMAS, fmt)
+    io.prepare_out_dir(out_dir, targets, force)
+    return targets
+
+
+def export(analyses: Sequence[tuple[str, Analysis]], out_dir: Path, fmt: str,
+           force: bool) -> list[Written]:
+    """Write every table (one file each, atomically); refuse to overwrite without ``force``."""
+    targets = prepare(out_dir, fmt, force)
+    frames = combine(analyses)
+    written = []
+    for path, df in zip(targets, frames.values(), strict=True):
+        io.write_table(df, path, fmt)
+        written.append(Written(path, df.height))
+    return written

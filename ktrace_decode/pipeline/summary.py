@@ -1,0 +1,235 @@
+"""The numbers of ``ktrace analyze``: one JSON-ready dict, built from the pipeline tables.
+
+The terminal report (:mod:`.report`) is rendered from this same dict, so the
+screen and ``--json`` can never disagree.  The dict is validated against
+:data:`.analyze_schema.ANALYZE_SCHEMA` in the tests.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from ..decode import Decoded
+from ..formats import messages as M
+
+SCHEMA_ID = "ktrace-analyze/1"
+#: Same percentile definition as the IO latency tables (iolatency.py).
+INTERPOLATION = "nearest"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What ``analyze`` looks at: options of the command line."""
+
+    top: int = 10
+    nodeid: int | None = None  # kernel FUSE nodeid
+    since_us: int | None = None
+    until_us: int | None = None
+    boot_time_us: int | None = None  # wall-clock time of monotonic 0, us since the epoch
+    clock_source: str = "none"  # none | --boot-time | --wall-clock
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def wall(sel: Selection, us: int | None) -> str | None:
+    """ISO 8601 local time (with its UTC offset) of a trace time, if a boot time is known."""
+    if us is None or sel.boot_time_us is None:
+        return None
+    t = _EPOCH + timedelta(microseconds=sel.boot_time_us + us)
+    return t.astimezone().isoformat(timespec="microseconds")
+
+
+def errno_name(err: int | None) -> str | None:
+    """"EAGAIN" for -11 (the kernel prints negative errnos)."""
+    if err is None:
+        return None
+    return errno.errorcode.get(-err) if err < 0 else None
+
+
+def _overlaps(sel: Selection) -> pl.Expr:
+    """Episodes whose [first seen or start, end] meets [since, until] (open ends unbounded)."""
+    cond = pl.lit(True)
+    lo = pl.coalesce("first_seen_us", "start_us")
+    if sel.until_us is not None:
+        cond = cond & (lo.is_null() | (lo <= sel.until_us))
+    if sel.since_us is not None:
+        cond = cond & (pl.col("end_us").is_null() | (pl.col("end_us") >= sel.since_us))
+    if sel.nodeid is not None:
+        cond = cond & (pl.col("nodeid") == sel.nodeid)
+    return cond
+
+
+def _in_window(sel: Selection) -> pl.Expr:
+    cond = pl.lit(True)
+    if sel.since_us is not None:
+        cond = cond & (pl.col("time_us") >= sel.since_us)
+    if sel.until_us is not None:
+        cond = cond & (pl.col("time_us") <= sel.until_us)
+    if sel.nodeid is not None:
+        cond = cond & (pl.col("nodeid") == sel.nodeid)
+    return cond
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def trace_section(decoded: Decoded, events: pl.DataFrame, sel: Selection) -> dict[str, Any]:
+    span = decoded.span_us
+    kinds = dict(events.group_by("record_type").len().iter_rows())
+    patch = int(events["event"].is_in(M.PATCH_EVENTS).sum())
+    windows = sum(c.drop_events for c in decoded.cpus)
+    return {
+        "path": str(decoded.path),
+        "first_us": span[0] if span else None,
+        "last_us": span[1] if span else None,
+        "span_us": span[1] - span[0] if span else None,
+        "first_wall": wall(sel, span[0] if span else None),
+        "last_wall": wall(sel, span[1] if span else None),
+        "cpus": len(decoded.cpus),
+        "records": decoded.n_records,
+        "text_records": int(kinds.get("text", 0)),
+        "iotimes_records": int(kinds.get("iotimes", 0)),
+        "unknown_records": int(kinds.get("unknown", 0)),
+        "invalidate_records": patch,
+        "dropped_at_least": decoded.dropped_at_least,
+        "drop_windows": windows,
+        "skipped_bytes": decoded.skipped_bytes,
+        "resyncs": decoded.resyncs,
+        "long_text_records": sum(c.long_text for c in decoded.cpus),
+        "per_cpu": [
+            {"cpu": c.cpu, "file": c.source, "layout": c.layout, "records": c.records,
+             "first_us": c.first_time_us, "last_us": c.last_time_us,
+             "dropped_at_least": c.dropped_at_least, "drop_windows": c.drop_events,
+             "skipped_bytes": c.skipped_bytes, "resyncs": c.resyncs}
+            for c in decoded.cpus
+        ],
+    }
+
+
+def _episode(row: dict[str, Any], sel: Selection, trace_last: int | None) -> dict[str, Any]:
+    out = {k: row[k] for k in (
+        "nodeid", "userspace_id", "first_seen_us", "start_us", "end_us", "duration_us",
+        "attempts", "write_errors", "pages_errors", "last_err", "pending_files",
+        "blocked_opens", "max_open_wait_us", "start_cpu", "end_cpu", "status", "lost_overlap")}
+    out["last_err_name"] = errno_name(row["last_err"])
+    since = row["first_seen_us"] if row["first_seen_us"] is not None else row["start_us"]
+    # An open episode has lasted at least until the last record of the trace.
+    out["open_for_at_least_us"] = (
+        trace_last - since if row["end_us"] is None and None not in (since, trace_last) else None)
+    out["start_wall"] = wall(sel, row["start_us"])
+    out["end_wall"] = wall(sel, row["end_us"])
+    return out
+
+
+def invalidation_sections(inv: pl.DataFrame, events: pl.DataFrame, sel: Selection,
+                          trace_last: int | None) -> dict[str, Any]:
+    eps = inv.filter(_overlaps(sel))
+    ev = events.filter(_in_window(sel))
+    dur = eps["duration_us"].drop_nulls()
+    status = dict(eps.group_by("status").len().iter_rows())
+    retries = eps["attempts"].cast(pl.Int64) - eps["start_us"].is_not_null().cast(pl.Int64)
+
+    def q(p: float) -> int | None:
+        return _int(dur.quantile(p, interpolation=INTERPOLATION)) if dur.len() else None
+
+    slowest = (eps.filter(pl.col("duration_us").is_not_null())
+               .sort("duration_us", "nodeid", "start_us", descending=[True, False, False])
+               .head(sel.top))
+    stuck = (eps.filter(pl.col("status") == "in_progress")
+             .sort(pl.coalesce("first_seen_us", "start_us"), "nodeid", nulls_last=True))
+    errs = (ev.filter(pl.col("event").is_in(("write_error", "pages_error")))
+            .group_by("event", "err").len()
+            .sort("len", "event", "err", descending=[True, False, False]))
+    waits = eps.filter(pl.col("max_open_wait_us").is_not_null()).sort(
+        "max_open_wait_us", "nodeid", descending=[True, False])
+    pend = ev.filter(pl.col("event") == "pending")
+    out: dict[str, Any] = {
+        "invalidations": {
+            "episodes": eps.height,
+            "nodeids": eps["nodeid"].n_unique(),
+            "complete": int(status.get("complete", 0)),
+            "in_progress": int(status.get("in_progress", 0)),
+            "no_start": int(status.get("no_start", 0)),
+            "lost_overlap": int(eps["lost_overlap"].sum()),
+            "duration_us": {
+                "count": dur.len(), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
+                "max": _int(dur.max()), "total": int(dur.sum()),
+            },
+        },
+        "slowest": [_episode(r, sel, trace_last) for r in slowest.iter_rows(named=True)],
+        "in_progress": [_episode(r, sel, trace_last) for r in stuck.iter_rows(named=True)],
+        "retries": {
+            "retries": int(retries.sum()),
+            "episodes_with_retries": int((retries > 0).sum()),
+            "max_attempts": _int(eps["attempts"].max()),
+        },
+        "errors": [
+            {"kind": "write" if e == "write_error" else "pages", "err": _int(err),
+             "name": errno_name(_int(err)), "count": int(n)}
+            for e, err, n in errs.iter_rows()
+        ],
+        "blocked_opens": {
+            "count": int(eps["blocked_opens"].sum()),
+            "episodes": int((eps["blocked_opens"] > 0).sum()),
+            "worst_wait_us": _int(waits["max_open_wait_us"][0]) if waits.height else None,
+            "worst_nodeid": _int(waits["nodeid"][0]) if waits.height else None,
+        },
+        "poisoned_files": {
+            "count": int(eps["pending_files"].sum()),
+            "distinct_files": pend.select(pl.struct("nodeid", "fh").n_unique()).item(),
+            "nodeids": pend["nodeid"].n_unique(),
+        },
+    }
+    if sel.nodeid is not None:
+        out["episodes"] = [_episode(r, sel, trace_last) for r in eps.iter_rows(named=True)]
+    return out
+
+
+def warnings(decoded: Decoded, trace: dict[str, Any], inv: dict[str, Any]) -> list[str]:
+    """What the reader must know before trusting the numbers."""
+    out: list[str] = []
+    if trace["invalidate_records"] == 0:
+        out.append(
+            "no invalidate_files records at all in this trace: either ktrace ran below "
+            "LOG_TRACE (the patch traces only at that level) or the kernel lacks the VZ10 "
+            "invalidate_files patch; the invalidation numbers below are empty, not zero")
+    if trace["dropped_at_least"]:
+        cpus = sorted(c.cpu for c in decoded.cpus if c.drop_events)
+        out.append(
+            f"at least {trace['dropped_at_least']:,} records were dropped (relay buffer full) "
+            f"in {trace['drop_windows']} window(s) on CPU {', '.join(map(str, cpus))}; "
+            f"{inv['invalidations']['lost_overlap']} episode(s) overlap a drop window and may "
+            "miss events (lost_overlap)")
+    if trace["skipped_bytes"]:
+        out.append(
+            f"{trace['skipped_bytes']:,} unreadable bytes skipped ({trace['resyncs']} resync(s)); "
+            "records in them are lost")
+    if trace["unknown_records"]:
+        out.append(f"{trace['unknown_records']} record(s) of unknown type kept raw")
+    if trace["long_text_records"]:
+        out.append(f"{trace['long_text_records']} message(s) of 256+ characters cut at their "
+                   "NUL (kernel bug: the bytes after it are unrelated memory)")
+    return out
+
+
+def summarize(decoded: Decoded, events: pl.DataFrame, invalidations: pl.DataFrame,
+              sel: Selection) -> dict[str, Any]:
+    """The whole ``analyze`` document."""
+    trace = trace_section(decoded, events, sel)
+    inv = invalidation_sections(invalidations, events, sel, trace["last_us"])
+    return {
+        "schema": SCHEMA_ID,
+        "selection": {"nodeid": sel.nodeid, "since_us": sel.since_us, "until_us": sel.until_us,
+                      "top": sel.top},
+        "clock": {"source": sel.clock_source, "boot_time_us": sel.boot_time_us},
+        "trace": trace,
+        **inv,
+        "warnings": warnings(decoded, trace, inv),
+    }
