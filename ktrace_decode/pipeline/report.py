@@ -131,8 +131,8 @@ def _err(e: dict[str, Any]) -> str:
 
 def _episodes(eps: list[dict[str, Any]]) -> list[str]:
     return table(
-        ["nodeid", "userspace", "start", "end", "duration", "attempts", "w.err", "p.err", "last err",
-         "blocked", "worst wait", "poisoned", "status", "lost?"],
+        ["nodeid", "userspace", "start", "end", "duration", "attempts", "w.err", "p.err",
+         "last err", "blocked", "worst wait", "poisoned", "status", "lost?"],
         [(e["nodeid"], e["userspace_id"], _when(e, "start_us"), _when(e, "end_us"),
           human_us(e["duration_us"]),
           e["attempts"], e["write_errors"], e["pages_errors"], _err(e), e["blocked_opens"],
