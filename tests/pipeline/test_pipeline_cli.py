@@ -1,0 +1,153 @@
+"""ktrace analyze / export through the real entry point: exit codes, stdout, stderr, files."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import polars as pl
+import pytest
+from pl_builders import Trace
+from pl_scenario import incident
+from polars.testing import assert_frame_equal
+
+from ktrace_decode import schema
+from ktrace_decode.cli import main
+from ktrace_decode.pipeline.analyze_schema import ANALYZE_SCHEMA
+from ktrace_decode.pipeline.export import SCHEMAS
+
+FILES = [f"{stem}.csv" for stem in SCHEMAS]
+
+
+@pytest.fixture
+def dump(tmp_path):
+    return str(incident().write(tmp_path / "dump"))
+
+
+def test_analyze_report(dump, capsys):
+    assert main(["analyze", dump]) == 0
+    out, err = capsys.readouterr()
+    assert "5 episodes on 4 nodeids: 3 complete, 1 in progress, 1 without a start" in out
+    assert "p50 1.000 ms   p90 5.000 ms   p99 5.000 ms   max 5.000 ms   total 6.300 ms" in out
+    assert "STILL IN PROGRESS" in out
+    assert "WARNING: at least 7 records were dropped" in out
+    assert "worst wait 1.100 ms (nodeid 10)" in out
+    lines = out.splitlines()
+    head = lines.index("slowest 3") + 1
+    # right-aligned columns: every value ends where its header ends
+    header, *rows = lines[head:head + 4]
+    for name in ("nodeid", "duration", "attempts", "status"):
+        edge = header.index(name) + len(name)
+        assert all(r[edge - 1] != " " and r[edge:edge + 1] in ("", " ") for r in rows), name
+    assert err == ""
+
+
+def test_analyze_json_is_valid_and_warns_on_stderr(dump, capsys):
+    assert main(["analyze", dump, "--json", "--top", "1", "--nodeid", "20"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    jsonschema.validate(doc, ANALYZE_SCHEMA)
+    assert doc["selection"] == {"nodeid": 20, "since_us": None, "until_us": None, "top": 1}
+    assert len(doc["slowest"]) == 1 and len(doc["episodes"]) == 2
+    assert "ktrace: warning: at least 7 records were dropped" in err
+
+
+def test_analyze_without_invalidate_records(tmp_path, capsys):
+    tr = Trace()
+    tr.add_text(0, 10, "pcs_foo: nothing about invalidations")
+    assert main(["analyze", str(tr.write(tmp_path / "d"))]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: no invalidate_files records at all" in out
+    assert "LOG_TRACE" in out
+
+
+@pytest.mark.parametrize("argv, code, text", [
+    (["--since", "5", "--until", "4"], 2, "--since 5 is after --until 4"),
+    (["--since", "yesterday"], 2, "not a time"),
+    (["--boot-time", "soon"], 2, "--boot-time takes seconds since 1970"),
+    (["--top", "-1"], 2, "must not be negative"),
+    (["--boot-time", "1", "--wall-clock"], 2, "not allowed with"),
+])
+def test_analyze_usage_errors(dump, capsys, argv, code, text):
+    try:
+        rc = main(["analyze", dump, *argv])
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    assert rc == code
+    err = capsys.readouterr().err
+    assert text in err and "Traceback" not in err
+
+
+def test_analyze_unusable_input(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err.startswith("ktrace: error: ")
+    (tmp_path / "trace0").write_bytes(b"hello, not a trace" * 10)
+    assert main(["analyze", str(tmp_path / "trace0")]) == 1
+
+
+def test_analyze_strict_fails_on_damage_after_the_report(tmp_path, capsys):
+    d = incident().write(tmp_path / "dump")
+    (d / "trace1").write_bytes((d / "trace1").read_bytes() + b"\x9c\xf5\x01")
+    assert main(["analyze", str(d), "--strict"]) == 3
+    out, err = capsys.readouterr()
+    assert "invalidations" in out and "damage found" in err
+
+
+def test_export_writes_every_file_and_refuses_to_overwrite(dump, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", dump, "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)  # no temporary files left
+    err = capsys.readouterr().err
+    assert "wrote 6 files" in err and "invalidations.csv" in err
+    inv = pl.read_csv(out / "invalidations.csv", schema=schema.INVALIDATIONS)
+    assert inv.height == 5
+    before = (out / "events.csv").read_bytes()
+    (out / "events.csv").write_bytes(b"mine")
+    assert main(["export", dump, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "would overwrite" in err and "--force" in err
+    assert (out / "events.csv").read_bytes() == b"mine"
+    assert main(["export", dump, "--out", str(out), "--force"]) == 0
+    assert (out / "events.csv").read_bytes() == before
+
+
+def test_export_refuses_a_file_as_out_dir(dump, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["export", dump, "--out", str(tmp_path / "f")]) == 1
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_export_many_dumps_adds_source(tmp_path, capsys):
+    a = str(incident().write(tmp_path / "a"))
+    tr = Trace()
+    tr.add_event(0, 7, "start", 3)
+    b = str(tr.write(tmp_path / "b"))
+    assert main(["export", a, b, "--out", str(tmp_path / "o")]) == 0
+    inv = pl.read_csv(tmp_path / "o" / "invalidations.csv",
+                      schema={"source": pl.String, **schema.INVALIDATIONS})
+    assert inv.group_by("source", maintain_order=True).len().rows() == [(a, 5), (b, 1)]
+    ev = pl.read_csv(tmp_path / "o" / "events.csv", infer_schema=False)
+    assert ev.columns[0] == "source"
+
+
+def test_export_parquet_round_trip(dump, tmp_path):
+    from ktrace_decode.decode import decode
+    from ktrace_decode.pipeline import analyze_decoded
+
+    assert main(["export", dump, "--out", str(tmp_path / "pq"), "--format", "parquet"]) == 0
+    a = analyze_decoded(decode(dump))
+    for stem, df in a.frames().items():
+        back = pl.read_parquet(tmp_path / "pq" / f"{stem}.parquet")
+        assert back.schema == pl.Schema(SCHEMAS[stem])
+        assert_frame_equal(back, df)
+
+
+def test_csv_round_trip_keeps_every_value(dump, tmp_path):
+    from ktrace_decode.decode import decode
+    from ktrace_decode.pipeline import analyze_decoded
+
+    assert main(["export", dump, "--out", str(tmp_path / "c")]) == 0
+    a = analyze_decoded(decode(dump))
+    for stem, df in a.frames().items():
+        back = pl.read_csv(tmp_path / "c" / f"{stem}.csv", schema=SCHEMAS[stem])
+        assert_frame_equal(back, df)
