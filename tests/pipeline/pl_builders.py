@@ -59,6 +59,23 @@ class Trace:
                     out.append((rows[i - 1][0] if i else None, t))
         return out
 
+    def write_raw(self, out: Path, subbuf: int, rotate: int = 1) -> Path:
+        """Each CPU as a raw ring image: records packed into ``subbuf``-byte
+        sub-buffers (zero padding, no straddling), the slots rotated so that
+        ring order is not time order."""
+        out.mkdir(parents=True, exist_ok=True)
+        for cpu, recs in self.records.items():
+            slots: list[bytes] = [b""]
+            for r in recs:
+                assert len(r) <= subbuf
+                if len(slots[-1]) + len(r) > subbuf:
+                    slots.append(b"")
+                slots[-1] += r
+            slots = [s.ljust(subbuf, b"\0") for s in slots]
+            k = rotate % len(slots)
+            (out / f"trace{cpu}").write_bytes(b"".join(slots[k:] + slots[:k]))
+        return out
+
     def write(self, out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         for cpu, recs in self.records.items():

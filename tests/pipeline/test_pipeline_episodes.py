@@ -95,3 +95,14 @@ def test_no_patch_events_gives_an_empty_table_with_the_schema(tmp_path):
     tr.add_text(0, 5, "pcs_foo: bar")
     got = pipeline(tr, tmp_path)
     assert got.is_empty() and got.schema == pl.Schema(schema.INVALIDATIONS)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_raw_ring_images_give_the_same_episodes(seed, tmp_path):
+    # Distinct times within a CPU: the ring's slot order is recovered from times.
+    tr = random_trace(100 + seed, n=150, spread=100_000)
+    raw = tr.write_raw(tmp_path / "raw", subbuf=512, rotate=seed + 1)
+    dec = decode(raw, layout="raw", subbuf_size=512)
+    assert {c.layout for c in dec.cpus} == {"raw"} and not dec.damaged
+    got = episodes(events(dec.records.lazy()), drop_windows(dec.records).lazy()).collect()
+    assert_frame_equal(got, oracle(tr.events, tr.windows()))
