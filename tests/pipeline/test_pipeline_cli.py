@@ -151,3 +151,20 @@ def test_csv_round_trip_keeps_every_value(dump, tmp_path):
     for stem, df in a.frames().items():
         back = pl.read_csv(tmp_path / "c" / f"{stem}.csv", schema=SCHEMAS[stem])
         assert_frame_equal(back, df)
+
+
+def test_wall_clock_uses_this_machines_boot_time(dump, capsys):
+    import time
+
+    assert main(["analyze", dump, "--json", "--wall-clock"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    boot = time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
+    assert doc["clock"]["source"] == "--wall-clock"
+    assert abs(doc["clock"]["boot_time_us"] / 1e6 - boot) < 5
+    assert doc["trace"]["first_wall"] and doc["slowest"][0]["end_wall"]
+
+
+def test_boot_time_appears_on_the_screen(dump, capsys):
+    assert main(["analyze", dump, "--boot-time", "1700000000"]) == 0
+    out = capsys.readouterr().out
+    assert "wall      2023-11-1" in out and "(boot time: --boot-time)" in out
