@@ -76,3 +76,13 @@ def test_loss_places_drops_and_skipped_bytes_in_time(tmp_path):
         (1, "dropped", None, 150, 2, None, None, None),
     ]
     assert a.loss["file"].to_list() == [str(d / "trace0")] * 3 + [str(d / "trace1")]
+
+
+def test_every_exported_column_is_documented():
+    from ktrace_decode.pipeline.export import SCHEMAS
+    from ktrace_decode.pipeline.export_doc import DOCS, markdown
+
+    assert DOCS.keys() == SCHEMAS.keys()
+    for stem, schema in SCHEMAS.items():
+        assert list(DOCS[stem][1]) == list(schema), stem
+    assert markdown().count("| `") == sum(len(s) for s in SCHEMAS.values())
