@@ -11,7 +11,9 @@ and seq keeps each CPU's own order where timestamps tie.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import collections
+import mmap
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +23,8 @@ import polars as pl
 from . import schema
 from .errors import InputError, UsageError
 from .formats import layouts as L
-from .records import cpu_frames
-from .scan import ScanResult, Skip, scan_stream
+from .records import Part, cs_frame, records_frame
+from .scan import CHUNK, Scanner, ScanResult, Skip, scan_stream
 from .sources import Dump, TraceSource, open_dump
 
 LAYOUTS = ("auto", "stream", "raw")
@@ -153,13 +155,13 @@ def _scan_raw(src: TraceSource, subbuf_size: int) -> tuple[ScanResult, list[int]
     parts: list[tuple[int, int, ScanResult]] = []
     for slot in range(src.size // subbuf_size):
         r = scan_stream(src.data, slot * subbuf_size, (slot + 1) * subbuf_size, raw_subbuf=True)
-        first = int(L.TraceHeader.parse(bytes(src.data[r.starts[0]:r.starts[0] + 16]))["time"]) \
-            if len(r.starts) else -1
+        first = int(r.hdr["time"][0]) if len(r.starts) else -1  # type: ignore[index]
         parts.append((first, slot, r))
     used = sorted((p for p in parts if p[0] >= 0), key=lambda p: (p[0], p[1]))
     merged = ScanResult(
         starts=np.concatenate([p[2].starts for p in used]) if used else np.zeros(0, np.int64),
         resynced=np.concatenate([p[2].resynced for p in used]) if used else np.zeros(0, bool),
+        hdr=np.concatenate([p[2].hdr for p in used]) if used else np.zeros(0, L.HEADER_DTYPE),
         skips=sorted((s for p in parts for s in p[2].skips), key=lambda s: s.start),
         resyncs=sum(p[2].resyncs for p in parts),
         padding_bytes=sum(p[2].padding_bytes for p in parts),
@@ -168,56 +170,127 @@ def _scan_raw(src: TraceSource, subbuf_size: int) -> tuple[ScanResult, list[int]
     return merged, [p[1] for p in used]
 
 
+def _layout(src: TraceSource, layout: str, subbuf_size: int, n_subbufs: int) -> str:
+    return detect_layout(src.data, subbuf_size, n_subbufs) if layout == "auto" else layout
+
+
+def _report(src: TraceSource, lay: str, res: ScanResult, order: list[int]) -> CpuReport:
+    return CpuReport(cpu=src.cpu, source=src.name, layout=lay, size=src.size,
+                     skips=res.skips, resyncs=res.resyncs, padding_bytes=res.padding_bytes,
+                     stale_bytes=res.stale_bytes, subbuf_order=order)
+
+
+def _count(rep: CpuReport, part: Part) -> None:
+    """Add one batch of records to the report (counts, span, flags, drops)."""
+    n = len(part)
+    if not n:
+        return
+    hdr = part.header()
+    t, typ, pdu, ovfl = hdr["time"], hdr["type"], hdr["pdu_len"], hdr["ovfl"]
+    rep.records += n
+    lo, hi = int(t.min()), int(t.max())
+    rep.first_time_us = lo if rep.first_time_us is None else min(rep.first_time_us, lo)
+    rep.last_time_us = hi if rep.last_time_us is None else max(rep.last_time_us, hi)
+    is_text = typ == L.TYPE_TEXT
+    rep.long_text += int(np.count_nonzero(is_text & (pdu > L.KTRACE_LOG_BUF_SIZE)))
+    rep.unknown_type += int(np.count_nonzero(~is_text & (typ != L.TYPE_IOTIMES)))
+    rep.time_backwards += int(np.count_nonzero(part.time_backwards()))
+    drops = ovfl[ovfl > 0]
+    rep.drop_events += len(drops)
+    rep.dropped_at_least += int(drops.sum(dtype=np.uint64))
+
+
+def scan_parts(src: TraceSource, layout: str = "auto",
+               subbuf_size: int = L.RELAY_SUBBUF_SIZE, n_subbufs: int = L.RELAY_N_SUBBUFS,
+               chunk: int = CHUNK) -> Iterator[Part]:
+    """Find the records of one per-CPU file, batch by batch (at most ``chunk`` bytes
+    of stream each); the generator's return value is the file's report."""
+    lay = _layout(src, layout, subbuf_size, n_subbufs)
+    if lay == "raw":
+        res, order = _scan_raw(src, subbuf_size)
+        rep = _report(src, lay, res, order)
+        part = Part(src.data, res.starts, res.resynced, src.cpu, res.hdr)
+        _count(rep, part)
+        if len(part):
+            yield part
+        return rep
+    sc = Scanner(src.data, chunk=chunk)
+    rep = CpuReport(cpu=src.cpu, source=src.name, layout=lay, size=src.size)
+    prev: int | None = None
+    for res in sc.chunks():
+        part = Part(src.data, res.starts, res.resynced, src.cpu, res.hdr, rep.records, prev)
+        _count(rep, part)
+        prev = int(part.header()["time"][-1])
+        yield part
+    rep.skips, rep.resyncs = sc.skips, sc.resyncs
+    return rep
+
+
+def scan_source(src: TraceSource, layout: str = "auto",
+                subbuf_size: int = L.RELAY_SUBBUF_SIZE,
+                n_subbufs: int = L.RELAY_N_SUBBUFS) -> tuple[list[Part], CpuReport]:
+    """Find every record of one per-CPU file: (its batches, its report)."""
+    gen = scan_parts(src, layout, subbuf_size, n_subbufs)
+    parts: list[Part] = []
+    while True:
+        try:
+            parts.append(next(gen))
+        except StopIteration as stop:
+            return parts, stop.value
+
+
 def decode_source(src: TraceSource, layout: str = "auto",
                   subbuf_size: int = L.RELAY_SUBBUF_SIZE,
                   n_subbufs: int = L.RELAY_N_SUBBUFS,
                   ) -> tuple[pl.DataFrame, pl.DataFrame, CpuReport]:
     """Decode one per-CPU file: its records (seq order), cs entries and report."""
-    lay = detect_layout(src.data, subbuf_size, n_subbufs) if layout == "auto" else layout
-    order: list[int] = []
-    if lay == "raw":
-        res, order = _scan_raw(src, subbuf_size)
-    else:
-        res = scan_stream(src.data)
-    recs, cs = cpu_frames(src.data, res.starts, res.resynced, src.cpu)
-    rep = CpuReport(cpu=src.cpu, source=src.name, layout=lay, size=src.size,
-                    records=recs.height, skips=res.skips, resyncs=res.resyncs,
-                    padding_bytes=res.padding_bytes, stale_bytes=res.stale_bytes,
-                    subbuf_order=order)
-    if recs.height:
-        st = recs.select(
-            pl.col("time_us").min().alias("first"), pl.col("time_us").max().alias("last"),
-            pl.col("long_text").sum().alias("long"), pl.col("unknown_type").sum().alias("unk"),
-            pl.col("time_backwards").sum().alias("back"),
-            (pl.col("ovfl") > 0).sum().alias("drops"), pl.col("ovfl").cast(pl.UInt64).sum(),
-        ).row(0)
-        (rep.first_time_us, rep.last_time_us, rep.long_text, rep.unknown_type,
-         rep.time_backwards, rep.drop_events, rep.dropped_at_least) = (int(v) for v in st)
-    return recs, cs, rep
+    parts, rep = scan_source(src, layout, subbuf_size, n_subbufs)
+    if not parts:
+        return schema.empty(schema.RECORDS), schema.empty(schema.CS), rep
+    cs = [cs_frame(p) for p in parts]
+    return records_frame(parts), pl.concat(cs) if len(cs) > 1 else cs[0], rep
+
+
+def _check_options(layout: str, subbuf_size: int, n_subbufs: int) -> None:
+    if layout not in LAYOUTS:
+        raise UsageError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    if subbuf_size <= L.HEADER_SIZE or n_subbufs < 1:
+        raise UsageError("--subbuf-size must exceed 16 bytes and --n-subbufs be at least 1")
+
+
+def merge_order(parts: list[Part]) -> np.ndarray | None:
+    """The permutation of the parts' concatenation into (time_us, cpu, seq) order.
+
+    Parts come in (cpu, seq) order, so one *stable* sort on time is enough
+    (timsort: each CPU is an already sorted run, the sort merges the runs).
+    None when the concatenation is already in order.
+    """
+    t = np.concatenate([p.header()["time"] for p in parts]) if len(parts) > 1 else (
+        parts[0].header()["time"])
+    if len(t) < 2 or not (t[1:] < t[:-1]).any():
+        return None
+    return np.argsort(t, kind="stable")
 
 
 def decode_dump(dump: Dump, layout: str = "auto", subbuf_size: int = L.RELAY_SUBBUF_SIZE,
                 n_subbufs: int = L.RELAY_N_SUBBUFS, progress: Progress | None = None) -> Decoded:
     """Decode every CPU of an opened dump and merge them."""
-    if layout not in LAYOUTS:
-        raise UsageError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
-    if subbuf_size <= L.HEADER_SIZE or n_subbufs < 1:
-        raise UsageError("--subbuf-size must exceed 16 bytes and --n-subbufs be at least 1")
-    frames: list[pl.DataFrame] = []
-    css: list[pl.DataFrame] = []
+    _check_options(layout, subbuf_size, n_subbufs)
+    parts: list[Part] = []
     reports: list[CpuReport] = []
     for i, src in enumerate(dump.traces):
         if progress:
             progress(src.name, i, len(dump.traces))
-        recs, cs, rep = decode_source(src, layout, subbuf_size, n_subbufs)
-        frames.append(recs)
-        css.append(cs)
+        cpu_parts, rep = scan_source(src, layout, subbuf_size, n_subbufs)
+        parts += cpu_parts
         reports.append(rep)
     if progress:
         progress("merge", len(dump.traces), len(dump.traces))
-    records = pl.concat(frames).sort("time_us", "cpu", "seq") if frames else schema.empty(
-        schema.RECORDS)
-    cs_all = pl.concat(css) if css else schema.empty(schema.CS)
+    if parts:
+        records = records_frame(parts, merge_order(parts))
+        cs_all = pl.concat([cs_frame(p) for p in parts], rechunk=True)
+    else:
+        records, cs_all = schema.empty(schema.RECORDS), schema.empty(schema.CS)
     return Decoded(dump.path, records, cs_all, reports, dump.prometheus)
 
 
@@ -227,12 +300,164 @@ def decode(path: str | Path, layout: str = "auto", subbuf_size: int = L.RELAY_SU
     return decode_dump(open_dump(path), layout, subbuf_size, n_subbufs, progress)
 
 
-def require_records(decoded: Decoded) -> Decoded:
+def require_records(decoded: Decoded, n_records: int | None = None) -> Decoded:
     """Raise InputError when nothing in the input is a ktrace record."""
-    if decoded.n_records == 0:
+    if (decoded.n_records if n_records is None else n_records) == 0:
         sizes = sum(c.size for c in decoded.cpus)
         if sizes == 0:
             raise InputError("every trace file is empty: no records", decoded.path)
         raise InputError(
             f"no ktrace records found in {sizes} bytes (not a ktrace dump?)", decoded.path)
     return decoded
+
+
+#: Records per batch of the streaming decoder (bounded memory, recycled buffers).
+STREAM_BATCH = 1 << 17
+#: Bytes of one file scanned per step by the streaming decoder.
+STREAM_CHUNK = 1 << 22
+#: The streaming merge waits this long (trace time) behind the slowest CPU
+#: before it prints a record, so records that a CPU wrote slightly out of
+#: time order (the per-CPU races of section 2) still come out sorted.
+MERGE_SLACK_US = 10_000
+#: Pending records above which the streaming merge prints the oldest anyway
+#: (a CPU whose clock stands still must not make memory grow without bound).
+PENDING_CAP = 8 * STREAM_BATCH
+
+
+def _mmap_of(data: np.ndarray) -> mmap.mmap | None:
+    base = data.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return base if isinstance(base, mmap.mmap) else None
+
+
+class DumpStream:
+    """Decode a dump as a stream of merged batches, in bounded memory (``ktrace decode``).
+
+        stream = DumpStream(open_dump(path))
+        for batch in stream:        # records (schema.RECORDS columns), merged order
+            ...
+        stream.cpus                 # per-CPU reports, complete once iterated
+
+    Every CPU is scanned chunk by chunk; a k-way merge prints the records of
+    all CPUs that are older than the slowest CPU's progress (minus
+    ``MERGE_SLACK_US``), sorted by (time, cpu, seq).  This is exactly the order
+    of :func:`decode` unless a CPU's records go back in time by more than the
+    slack (or the pending cap forces them out): such a record is printed where
+    its CPU wrote it.  Pages of mapped files that were printed are given back.
+    """
+
+    def __init__(self, dump: Dump, layout: str = "auto",
+                 subbuf_size: int = L.RELAY_SUBBUF_SIZE, n_subbufs: int = L.RELAY_N_SUBBUFS,
+                 columns: list[str] | None = None, batch: int = STREAM_BATCH,
+                 chunk: int = STREAM_CHUNK, release_lag: int = 0) -> None:
+        _check_options(layout, subbuf_size, n_subbufs)
+        self.dump = dump
+        self.columns = columns
+        self.batch = batch
+        self._gens = [scan_parts(src, layout, subbuf_size, n_subbufs, chunk)
+                      for src in dump.traces]
+        self.cpus: list[CpuReport] = [CpuReport(src.cpu, src.name, layout, src.size)
+                                      for src in dump.traces]
+        self._maps = [_mmap_of(src.data) for src in dump.traces]
+        self._released = [0] * len(dump.traces)
+        self._frontier: dict[int, int] = {}  # cpu -> start of its latest printed record
+        # Pages are given back only once the consumer is done with the batch
+        # that used them: ``release_lag`` batches later (it may run behind).
+        self._lows: collections.deque[list[int | None]] = collections.deque()
+        self._lag = release_lag
+
+    @property
+    def n_records(self) -> int:
+        return sum(c.records for c in self.cpus)
+
+    def decoded(self) -> Decoded:
+        """The reports as a :class:`Decoded` without records (for --strict and summaries)."""
+        return Decoded(self.dump.path, schema.empty(schema.RECORDS), schema.empty(schema.CS),
+                       self.cpus, self.dump.prometheus)
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        k = len(self._gens)
+        pending: list[list[Part]] = [[] for _ in range(k)]
+        hi: list[int] = [-1] * k  # latest time read so far, per CPU
+        live = set(range(k))
+
+        def read(c: int) -> None:
+            try:
+                part = next(self._gens[c])
+            except StopIteration as stop:
+                live.discard(c)
+                self.cpus[c] = stop.value
+                return
+            pending[c].append(part)
+            hi[c] = max(hi[c], int(part.header()["time"].max()))
+
+        for c in range(k):
+            read(c)
+        while True:
+            count = sum(len(p) for ps in pending for p in ps)
+            if live and count < self.batch:
+                read(min(live, key=hi.__getitem__))
+                continue
+            if not count and not live:
+                return
+            horizon = min(hi[c] for c in live) - MERGE_SLACK_US if live else None
+            inclusive = False
+            if live and count >= PENDING_CAP:
+                t = np.concatenate([p.header()["time"] for ps in pending for p in ps])
+                kth = count - PENDING_CAP // 2
+                horizon, inclusive = int(np.partition(t, kth)[kth]), True
+            out = self._take(pending, horizon, inclusive)
+            if not out:
+                read(min(live, key=hi.__getitem__))
+                continue
+            for p in out:
+                self._frontier[p.cpu] = max(self._frontier.get(p.cpu, 0), int(p.starts[-1]))
+            yield records_frame(out, merge_order(out), self.columns)
+            del out
+            self._release(pending)
+
+    @staticmethod
+    def _take(pending: list[list[Part]], horizon: int | None, inclusive: bool) -> list[Part]:
+        """Remove and return every pending record older than ``horizon`` (all if None)."""
+        out: list[Part] = []
+        for ps in pending:
+            keep: list[Part] = []
+            for p in ps:
+                if horizon is None:
+                    out.append(p)
+                    continue
+                t = p.header()["time"]
+                old = t <= horizon if inclusive else t < horizon
+                n_old = int(np.count_nonzero(old))
+                if n_old == len(p):
+                    out.append(p)
+                elif n_old == 0:
+                    keep.append(p)
+                else:
+                    out.append(p.subset(old))
+                    keep.append(p.subset(~old))
+            ps[:] = keep
+        return out
+
+    def _release(self, pending: list[list[Part]]) -> None:
+        """Give back the mapped pages below every CPU's oldest pending record
+        (as it was ``release_lag`` batches ago)."""
+        lows: list[int | None] = []
+        for c, ps in enumerate(pending):
+            cpu = self.dump.traces[c].cpu
+            if self._maps[c] is None or cpu not in self._frontier:
+                lows.append(None)
+                continue
+            lows.append(min([self._frontier[cpu], *(int(p.starts[0]) for p in ps if len(p))]))
+        self._lows.append(lows)
+        if len(self._lows) <= self._lag:
+            return
+        for c, low in enumerate(self._lows.popleft()):
+            mm = self._maps[c]
+            if mm is None or low is None:
+                continue
+            low -= low % mmap.PAGESIZE
+            if low - self._released[c] >= 1 << 22:
+                mm.madvise(mmap.MADV_DONTNEED, self._released[c], low - self._released[c])
+                self._released[c] = low

@@ -1,12 +1,23 @@
-"""From record offsets to the records table (schema.RECORDS) of one CPU.
+"""From record offsets to the records table (schema.RECORDS).
 
-All columns are computed with numpy over every record at once; text is
-gathered into one contiguous Arrow buffer with a mask, never sliced per record
-in Python.  Only rare records take a Python path: non-ASCII text (decoded with
-replacement) and unknown record types (payload kept raw).
+All columns are computed with numpy over every record at once and handed to
+Polars through Arrow without copying: numeric columns are the numpy arrays
+themselves (a validity bitmap marks the rows of other types), and text is an
+Arrow *binary view* array over the file bytes (the mmap): 16 bytes per record
+pointing at its message, never a copy of the message.  Polars validates it as
+UTF-8 when it becomes a String column.  Only rare records take a Python path:
+text that is not valid UTF-8 (decoded with replacement), text with a NUL
+before its end, and unknown record types (payload kept raw).
+
+One call can build the table of several CPUs at once, in any row order (the
+merged order of :mod:`.decode`), so the merge permutes 16-byte headers and
+views rather than a finished table.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -20,158 +31,380 @@ _H = L.HEADER_SIZE
 _IOT = L.IOTIMES_HEADER_SIZE
 _CS = L.IOTIMES_CS_SIZE
 _LONG = L.KTRACE_LOG_BUF_SIZE
-#: Text bytes gathered per batch, to bound the transient mask memory.
-_TEXT_BATCH = 1 << 26
+#: Arrow view offsets are int32: a file is exposed as buffers of this many
+#: bytes (each overlapping the next by more than one record).
+_VIEW_BUF = 1 << 30
+_VIEW_OVERLAP = 1 << 17
+#: Rows validated as UTF-8 at once when a dump has text that is not.
+_UTF8_BLOCK = 1 << 14
+
+#: iotimes header fields -> records column.
+IO_FIELDS = (("io_chunk", "chunk"), ("io_offset", "offset"), ("io_size", "size"),
+             ("io_start_time", "start_time"), ("io_local_delay", "local_delay"),
+             ("io_lat", "lat"), ("io_ino", "ino"), ("io_type", "type"),
+             ("io_cses", "cses"), ("io_chid", "pad1"))
 
 
-def text_lengths(buf: np.ndarray, starts: np.ndarray, pdu: np.ndarray) -> np.ndarray:
-    """Bytes of message text per text record (before the first-NUL cut).
+@dataclass
+class Part:
+    """Records of one CPU (a whole file or one batch of it), in buffer order."""
 
-    pdu_len - 1 (the NUL), or 255 for the kernel's long-message bug.
+    buf: np.ndarray  # the file's bytes
+    starts: np.ndarray  # int64 header offsets
+    resynced: np.ndarray  # bool
+    cpu: int
+    hdr: np.ndarray | None = None  # HEADER_DTYPE rows (read here if None)
+    seq0: int = 0  # seq of the first record
+    prev_time: int | None = None  # time of the record before the first (for time_backwards)
+    #: explicit per-record seq / time_backwards (a subset of a batch); else derived
+    seq: np.ndarray | None = None
+    backwards: np.ndarray | None = None
+
+    def header(self) -> np.ndarray:
+        if self.hdr is None:
+            self.hdr = gather(self.buf, self.starts, L.HEADER_DTYPE)
+        return self.hdr
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def seqs(self) -> np.ndarray:
+        if self.seq is not None:
+            return self.seq
+        return np.arange(self.seq0, self.seq0 + len(self), dtype=np.uint32)
+
+    def time_backwards(self) -> np.ndarray:
+        """Is each record earlier than the record before it on its CPU?"""
+        if self.backwards is not None:
+            return self.backwards
+        t = self.header()["time"]
+        out = np.zeros(len(t), bool)
+        if len(t) > 1:
+            np.less(t[1:], t[:-1], out=out[1:])
+        if len(t) and self.prev_time is not None:
+            out[0] = int(t[0]) < self.prev_time
+        return out
+
+    def subset(self, mask: np.ndarray) -> Part:
+        """The records where ``mask`` (seq and time_backwards kept as they were)."""
+        k = int(np.count_nonzero(mask))
+        if k and mask[:k].all():  # a prefix (the usual case): views, no copies
+            return self._slice(0, k)
+        if k and mask[len(mask) - k :].all():
+            return self._slice(len(mask) - k, len(mask))
+        return Part(self.buf, self.starts[mask], self.resynced[mask], self.cpu,
+                    self.header()[mask], seq=self.seqs()[mask],
+                    backwards=self.time_backwards()[mask])
+
+    def _slice(self, a: int, b: int) -> Part:
+        t = self.header()["time"]
+        return Part(self.buf, self.starts[a:b], self.resynced[a:b], self.cpu,
+                    self.header()[a:b], self.seq0 + a if self.seq is None else 0,
+                    (int(t[a - 1]) if a else self.prev_time) if self.backwards is None else None,
+                    None if self.seq is None else self.seq[a:b],
+                    None if self.backwards is None else self.backwards[a:b])
+
+
+def _bits(mask: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(mask, bitorder="little"))
+
+
+def _text_views(buf: np.ndarray, p: np.ndarray, lens: np.ndarray, buf_index0: int
+                ) -> np.ndarray:
+    """Arrow views (n x 16 bytes) of buf[p[i] : p[i] + lens[i]] (buffers from buf_index0)."""
+    n = len(p)
+    v = np.zeros((n, 4), np.uint32)
+    v[:, 0] = lens
+    short = lens <= 12
+    lng = np.flatnonzero(~short)
+    if lng.size == n:
+        lng = slice(None)  # type: ignore[assignment]
+    pl_ = p[lng]
+    v[lng, 1] = gather(buf, pl_, np.dtype("<u4"))
+    v[lng, 2] = buf_index0 + (pl_ // _VIEW_BUF)
+    v[lng, 3] = pl_ % _VIEW_BUF
+    sh = np.flatnonzero(short)
+    if sh.size:
+        # Short strings are inlined: up to 12 bytes after the length.
+        ps, ls = p[sh], lens[sh]
+        room = np.minimum(len(buf) - ps, 12)
+        inl = np.zeros((sh.size, 12), np.uint8)
+        col = np.arange(12)
+        take = col[None, :] < np.minimum(ls, room)[:, None]
+        r, c = np.nonzero(take)
+        inl[r, c] = buf[ps[r] + c]
+        v.view(np.uint8).reshape(n, 16)[sh, 4:] = inl
+    return v
+
+
+def _view_buffers(buf: np.ndarray) -> list[pa.Buffer]:
+    out = []
+    for b0 in range(0, max(len(buf), 1), _VIEW_BUF):
+        out.append(pa.py_buffer(buf[b0 : b0 + _VIEW_BUF + _VIEW_OVERLAP]))
+    return out
+
+
+def _binary(views: np.ndarray, valid: np.ndarray, buffers: list[pa.Buffer]) -> pl.Series:
+    n = len(views)
+    arr = pa.Array.from_buffers(pa.binary_view(), n,
+                                [_bits(valid), pa.py_buffer(views), *buffers],
+                                null_count=int(n - np.count_nonzero(valid)))
+    return pl.Series("text", pl.from_arrow(arr))
+
+
+def _python_text(raw: bytes) -> str:
+    """The slow path's rule for one message: up to the first NUL, one trailing \\n stripped."""
+    s = raw.decode("utf-8", "replace").split("\0", 1)[0]
+    return s[:-1] if s.endswith("\n") else s
+
+
+class _Placement:
+    """Where the rows of each part go in the output table (one pass per column).
+
+    Columns are written straight into their output position (a scatter by the
+    inverse of the merge order), so no column is concatenated then permuted.
     """
-    lens = np.where(pdu > _LONG, _LONG - 1, np.maximum(pdu - 1, 0))
-    return lens.astype(np.int64)
+
+    def __init__(self, parts: Sequence[Part], order: np.ndarray | None) -> None:
+        self.parts = parts
+        sizes = [len(pt) for pt in parts]
+        self.n = n = sum(sizes)
+        offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.simple = order is None and len(parts) == 1
+        self.dst: list[slice | np.ndarray]
+        if order is None:
+            self.dst = [slice(int(offs[i]), int(offs[i + 1])) for i in range(len(parts))]
+        else:
+            inv = np.empty(n, np.int64)
+            inv[order] = np.arange(n, dtype=np.int64)
+            self.dst = [inv[offs[i] : offs[i + 1]] for i in range(len(parts))]
+        self.text_rows: list[np.ndarray] = []
+        self.iot_rows: list[np.ndarray] = []
+        for pt in parts:
+            typ = pt.header()["type"]
+            self.text_rows.append(np.flatnonzero(typ == L.TYPE_TEXT))
+            self.iot_rows.append(np.flatnonzero(typ == L.TYPE_IOTIMES))
+
+    def at(self, i: int, rows: np.ndarray) -> np.ndarray:
+        """Output positions of rows ``rows`` of part ``i``."""
+        d = self.dst[i]
+        return d.start + rows if isinstance(d, slice) else d[rows]
+
+    def column(self, dtype: np.dtype | type, values: Callable[[Part], np.ndarray]) -> np.ndarray:
+        """A full column from per-part values (every row)."""
+        if self.simple:
+            return np.ascontiguousarray(values(self.parts[0]), dtype)
+        out = np.empty(self.n, dtype)
+        for pt, d in zip(self.parts, self.dst, strict=True):
+            out[d] = values(pt)
+        return out
+
+    def sparse(self, dtype: np.dtype | type, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """A full column that is zero except ``values`` at output positions ``at``."""
+        out = np.zeros(self.n, dtype)
+        out[at] = values
+        return out
 
 
-def _gather_text(buf: np.ndarray, pstart: np.ndarray, lens: np.ndarray) -> pl.Series:
-    """A String series of buf[pstart[i] : pstart[i] + lens[i]] for every i."""
-    n = len(pstart)
+def _text_column(pl_: _Placement, valid: np.ndarray) -> pl.Series:
+    """The String text column: each text record's message, cut at the first NUL,
+    one trailing newline stripped; null for other rows."""
+    n = pl_.n
+    views = np.zeros((n, 4), np.uint32)
+    buffers: list[pa.Buffer] = []
+    first_buffer: dict[int, int] = {}
+    for i, pt in enumerate(pl_.parts):
+        key = id(pt.buf)
+        if key not in first_buffer:
+            first_buffer[key] = len(buffers)
+            buffers += _view_buffers(pt.buf)
+        rows = pl_.text_rows[i]
+        if not len(rows):
+            continue
+        p, lens = _text_span(pt, rows)
+        nl = np.flatnonzero(lens > 0)
+        lens[nl] -= pt.buf[p[nl] + lens[nl] - 1] == ord("\n")
+        views[pl_.at(i, rows)] = _text_views(pt.buf, p, lens, first_buffer[key])
+    binary = _binary(views, valid, buffers)
+    # A NUL inside the text (garbage, or odd long records) cuts it: rare, Python.
+    odd = binary.bin.contains(b"\x00").fill_null(False).to_numpy()
+    if not odd.any():
+        try:
+            return binary.cast(pl.String)
+        except pl.exceptions.ComputeError:  # not valid UTF-8 somewhere
+            pass
+    return _repair(pl_, valid, views, buffers, odd)
+
+
+def _text_span(pt: Part, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(payload offset, text bytes before the NUL cut) of text rows ``rows`` of a part:
+    pdu_len - 1, or 255 for the kernel's long-message bug."""
+    pdu = pt.header()["pdu_len"][rows].astype(np.int64)
+    return pt.starts[rows] + _H, np.where(pdu > _LONG, _LONG - 1, np.maximum(pdu - 1, 0))
+
+
+def _repair(pl_: _Placement, valid: np.ndarray, views: np.ndarray,
+            buffers: list[pa.Buffer], odd: np.ndarray) -> pl.Series:
+    """Text when some rows hold a NUL or invalid UTF-8: those rows are decoded in Python."""
+    n = pl_.n
+    # Which part and payload bytes every output row comes from (rare path).
+    src = np.zeros(n, np.int64)
+    p = np.zeros(n, np.int64)
+    tlen = np.zeros(n, np.int64)
+    for i, pt in enumerate(pl_.parts):
+        rows = pl_.text_rows[i]
+        at = pl_.at(i, rows)
+        src[at] = i
+        p[at], tlen[at] = _text_span(pt, rows)
+
+    def raw(k: int) -> bytes:
+        s = int(p[k])
+        return pl_.parts[int(src[k])].buf[s : s + int(tlen[k])].tobytes()
+
+    bad = odd.copy()
+    views = views.copy()
+    views[bad] = 0  # Polars validates null slots too: make them empty
+    binary = _binary(views, valid & ~bad, buffers)
+    # Find the invalid rows block by block (Polars validates each block).
+    for b0 in range(0, n, _UTF8_BLOCK):
+        try:
+            binary.slice(b0, _UTF8_BLOCK).cast(pl.String)
+            continue
+        except pl.exceptions.ComputeError:
+            pass
+        blk = slice(b0, b0 + _UTF8_BLOCK)
+        for k in (b0 + np.flatnonzero(valid[blk] & ~bad[blk])).tolist():
+            if not raw(k).isascii():
+                bad[k] = True
+    views[bad] = 0
+    text = _binary(views, valid & ~bad, buffers).cast(pl.String)
+    idx = np.flatnonzero(bad)
+    fixed = [_python_text(raw(k)) for k in idx.tolist()]
+    return text.scatter(idx, pl.Series(fixed, dtype=pl.String))
+
+
+def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
+                  columns: Iterable[str] | None = None) -> pl.DataFrame:
+    """The records table (schema.RECORDS) of ``parts`` concatenated, rows in ``order``.
+
+    ``order`` permutes the concatenation (the merged order); ``columns`` limits
+    the table to the columns somebody asked for (the others are not computed).
+    """
+    want = list(schema.RECORDS) if columns is None else [c for c in schema.RECORDS
+                                                          if c in set(columns)]
+    pla = _Placement(parts, order)
+    n = pla.n
     if n == 0:
-        return pl.Series("text", [], dtype=pl.String)
-    chunks: list[pl.Series] = []
-    cum = np.cumsum(lens)
-    i = 0
-    while i < n:
-        # A batch is a run of records whose text adds up to about _TEXT_BATCH.
-        j = int(np.searchsorted(cum, (cum[i - 1] if i else 0) + _TEXT_BATCH, side="right"))
-        j = max(j, i + 1)
-        chunks.append(_gather_batch(buf, pstart[i:j], lens[i:j]))
-        i = j
-    return pl.concat(chunks) if len(chunks) > 1 else chunks[0]
+        return schema.empty({c: schema.RECORDS[c] for c in want})
+    cols: dict[str, pl.Series] = {}
 
+    def put(name: str, values: np.ndarray) -> None:
+        cols[name] = pl.Series(name, values)
 
-def _gather_batch(buf: np.ndarray, pstart: np.ndarray, lens: np.ndarray) -> pl.Series:
-    lo = int(pstart.min())
-    hi = int((pstart + lens).max())
-    # +1 at each start, -1 at each end; the running sum marks text bytes.
-    # (Texts never overlap, so the sum is 0 or 1 and int8 cannot overflow.)
-    mark = np.zeros(hi - lo + 1, np.int8)
-    # Starts are distinct and ends are distinct, so plain fancy += is exact.
-    mark[pstart - lo] += 1
-    mark[pstart + lens - lo] -= 1
-    mask = np.cumsum(mark[:-1], dtype=np.int8).view(bool)
-    data = buf[lo:hi][mask]
-    offsets = np.zeros(len(lens) + 1, np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    # Only records with a byte >= 0x80 can be invalid UTF-8; find them vectorised.
-    high = data >= 0x80
-    non_ascii = np.zeros(len(lens), bool)
-    if high.any():
-        per_rec = np.add.reduceat(high.astype(np.int64), np.minimum(offsets[:-1], len(data) - 1))
-        non_ascii = (per_rec > 0) & (lens > 0)
-    ascii_data = data
-    if non_ascii.any():
-        ascii_data = data.copy()
-        ascii_data[high] = ord("?")  # placeholder, replaced below
-    arr = pa.LargeStringArray.from_buffers(
-        len(lens), pa.py_buffer(offsets), pa.py_buffer(ascii_data))
-    s = pl.Series("text", pl.from_arrow(arr), dtype=pl.String)
-    if non_ascii.any():
-        idx = np.flatnonzero(non_ascii)
-        vals = [bytes(data[offsets[k]:offsets[k + 1]]).decode("utf-8", "replace") for k in idx]
-        s = s.scatter(idx, pl.Series(vals, dtype=pl.String))
-    return s
-
-
-def cpu_frames(buf: np.ndarray, starts: np.ndarray, resynced: np.ndarray,
-               cpu: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The records (schema.RECORDS, in seq order) and cs entries (schema.CS) of one CPU."""
-    n = len(starts)
-    hdr = gather(buf, starts, L.HEADER_DTYPE)
-    typ = hdr["type"]
-    pdu = hdr["pdu_len"].astype(np.int64)
-    time = hdr["time"]
+    typ = pla.column(np.uint16, lambda pt: pt.header()["type"])
     is_text = typ == L.TYPE_TEXT
     is_iot = typ == L.TYPE_IOTIMES
-    unknown = ~(is_text | is_iot)
-
-    lens = np.where(is_text, text_lengths(buf, starts, pdu), 0)
-    text = _gather_text(buf, starts + _H, lens)
-    # Cut at the first NUL (only odd records have one) and strip one trailing \n.
-    text = (
-        pl.DataFrame({"t": text})
-        .select(
-            pl.when(pl.col("t").str.contains("\x00", literal=True))
-            .then(pl.col("t").str.split("\x00").list.first())
-            .otherwise(pl.col("t"))
-            .str.strip_suffix("\n")
-        )
-        .to_series()
-    )
-
-    iot_pos = starts[is_iot] + _H
-    iot = gather(buf, iot_pos, L.IOTIMES_HEADER_DTYPE)
-    n_cs = np.where(is_iot, (pdu - _IOT) // _CS, 0)
-
-    backwards = np.zeros(n, bool)
-    if n > 1:
-        backwards[1:] = time[1:] < time[:-1]
-
-    cols: dict[str, object] = {
-        "cpu": np.full(n, cpu, np.uint16),
-        "seq": np.arange(n, dtype=np.uint32),
-        "offset": starts.astype(np.uint64),
-        "time_us": time,
-        "type": typ,
-        "ovfl": hdr["ovfl"],
-        "pdu_len": hdr["pdu_len"],
-    }
-    df = pl.DataFrame(cols)
-    df = df.with_columns(pl.Series("text", text).set(pl.Series(~is_text), None))
-    for name, src in (("io_chunk", "chunk"), ("io_offset", "offset"), ("io_size", "size"),
-                      ("io_start_time", "start_time"), ("io_local_delay", "local_delay"),
-                      ("io_lat", "lat"), ("io_ino", "ino"), ("io_type", "type"),
-                      ("io_cses", "cses"), ("io_chid", "pad1")):
-        full = np.zeros(n, iot.dtype[src])
-        full[is_iot] = iot[src]
-        df = df.with_columns(pl.Series(name, full).set(pl.Series(~is_iot), None))
-    df = df.with_columns(
-        pl.Series("n_cs", n_cs.astype(np.uint16)).set(pl.Series(~is_iot), None),
-        pl.Series("long_text", is_text & (pdu > _LONG)),
-        pl.Series("unknown_type", unknown),
-        pl.Series("resynced", resynced.astype(bool)),
-        pl.Series("time_backwards", backwards),
-        _payloads(buf, starts, pdu, unknown),
-    )
-
-    cs = _cs_frame(buf, iot_pos, n_cs[is_iot], np.flatnonzero(is_iot), cpu)
-    return schema.conform(df, schema.RECORDS), cs
+    if "cpu" in want:
+        put("cpu", pla.column(np.uint16, lambda pt: np.full(len(pt), pt.cpu, np.uint16)))
+    if "seq" in want:
+        put("seq", pla.column(np.uint32, Part.seqs))
+    if "offset" in want:
+        put("offset", pla.column(np.uint64, lambda pt: pt.starts))
+    if "time_us" in want:
+        put("time_us", pla.column(np.uint64, lambda pt: pt.header()["time"]))
+    if "type" in want:
+        put("type", typ)
+    if "ovfl" in want:
+        put("ovfl", pla.column(np.uint16, lambda pt: pt.header()["ovfl"]))
+    pdu = pla.column(np.uint16, lambda pt: pt.header()["pdu_len"])
+    if "pdu_len" in want:
+        put("pdu_len", pdu)
+    if "text" in want:
+        cols["text"] = _text_column(pla, is_text).rename("text")
+    io_want = [(c, f) for c, f in IO_FIELDS if c in want]
+    if io_want or "n_cs" in want:
+        valid = _bits(is_iot)
+        nulls = n - sum(len(r) for r in pla.iot_rows)
+        if io_want:
+            # The iotimes headers, read once, in output order.
+            at = [pla.at(i, r) for i, r in enumerate(pla.iot_rows)]
+            iot = np.concatenate([gather(pt.buf, pt.starts[r] + _H, L.IOTIMES_HEADER_DTYPE)
+                                  for pt, r in zip(parts, pla.iot_rows, strict=True)])
+            pos = np.concatenate(at)
+            if order is not None:
+                by = np.argsort(pos)
+                pos, iot = pos[by], iot[by]
+            for name, src in io_want:
+                full = pla.sparse(L.IOTIMES_HEADER_DTYPE[src], pos, iot[src])
+                cols[name] = _nullable(name, full, valid, nulls)
+        if "n_cs" in want:
+            ncs = np.zeros(n, np.uint16)
+            ncs[is_iot] = (pdu[is_iot] - _IOT) // _CS
+            cols["n_cs"] = _nullable("n_cs", ncs, valid, nulls)
+    if "long_text" in want:
+        put("long_text", is_text & (pdu > _LONG))
+    if "unknown_type" in want:
+        put("unknown_type", ~(is_text | is_iot))
+    if "resynced" in want:
+        put("resynced", pla.column(bool, lambda pt: pt.resynced))
+    if "time_backwards" in want:
+        put("time_backwards", pla.column(bool, Part.time_backwards))
+    if "payload" in want:
+        cols["payload"] = _payloads(pla)
+    return schema.conform(pl.DataFrame([cols[c] for c in want]),
+                          {c: schema.RECORDS[c] for c in want})
 
 
-def _payloads(buf: np.ndarray, starts: np.ndarray, pdu: np.ndarray,
-              unknown: np.ndarray) -> pl.Series:
-    vals: list[bytes | None] = [None] * len(starts)
-    for k in np.flatnonzero(unknown):  # unknown types are rare: keep them raw
-        s = int(starts[k]) + _H
-        vals[k] = bytes(buf[s : s + int(pdu[k])])
-    return pl.Series("payload", vals, dtype=pl.Binary)
+def _nullable(name: str, values: np.ndarray, valid: pa.Buffer, nulls: int) -> pl.Series:
+    arr = pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
+                                [valid, pa.py_buffer(values)], null_count=nulls)
+    return pl.Series(name, pl.from_arrow(arr))
 
 
-def _cs_frame(buf: np.ndarray, iot_pos: np.ndarray, counts: np.ndarray,
-              seqs: np.ndarray, cpu: int) -> pl.DataFrame:
+def _payloads(pla: _Placement) -> pl.Series:
+    s = pl.repeat(None, pla.n, dtype=pl.Binary, eager=True).alias("payload")
+    idx: list[np.ndarray] = []
+    vals: list[bytes] = []
+    for i, pt in enumerate(pla.parts):  # unknown types are rare: keep them raw
+        hdr = pt.header()
+        rows = np.flatnonzero((hdr["type"] != L.TYPE_TEXT) & (hdr["type"] != L.TYPE_IOTIMES))
+        if not rows.size:
+            continue
+        idx.append(pla.at(i, rows))
+        for k in rows.tolist():
+            a = int(pt.starts[k]) + _H
+            vals.append(pt.buf[a : a + int(hdr["pdu_len"][k])].tobytes())
+    if not vals:
+        return s
+    return s.scatter(np.concatenate(idx), pl.Series(vals, dtype=pl.Binary))
+
+
+def cs_frame(part: Part) -> pl.DataFrame:
+    """The chunk-server entries (schema.CS) of one CPU's iotimes records."""
+    hdr = part.header()
+    is_iot = hdr["type"] == L.TYPE_IOTIMES
+    rows = np.flatnonzero(is_iot)
+    counts = (hdr["pdu_len"][rows].astype(np.int64) - _IOT) // _CS
     total = int(counts.sum()) if counts.size else 0
     if total == 0:
         return schema.empty(schema.CS)
     first = np.repeat(np.cumsum(counts) - counts, counts)
     idx = np.arange(total) - first
-    pos = np.repeat(iot_pos + _IOT, counts) + idx * _CS
-    ent = gather(buf, pos, L.IOTIMES_CS_DTYPE)
+    pos = np.repeat(part.starts[rows] + _H + _IOT, counts) + idx * _CS
+    ent = gather(part.buf, pos, L.IOTIMES_CS_DTYPE)
     return pl.DataFrame({
-        "cpu": np.full(total, cpu, np.uint16),
-        "seq": np.repeat(seqs, counts).astype(np.uint32),
+        "cpu": np.full(total, part.cpu, np.uint16),
+        "seq": np.repeat(part.seqs()[rows], counts),
         "idx": idx.astype(np.uint8),
-        "csid": ent["csid"],
-        "misc": ent["misc"],
-        "ts_net": ent["ts_net"],
-        "ts_io": ent["ts_io"],
+        "csid": np.ascontiguousarray(ent["csid"]),
+        "misc": np.ascontiguousarray(ent["misc"]),
+        "ts_net": np.ascontiguousarray(ent["ts_net"]),
+        "ts_io": np.ascontiguousarray(ent["ts_io"]),
     })
+
+
+def cpu_frames(buf: np.ndarray, starts: np.ndarray, resynced: np.ndarray, cpu: int,
+               hdr: np.ndarray | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The records (schema.RECORDS, in seq order) and cs entries (schema.CS) of one CPU."""
+    part = Part(buf, starts, resynced, cpu, hdr)
+    return records_frame([part]), cs_frame(part)

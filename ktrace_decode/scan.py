@@ -26,6 +26,7 @@ it is plausible or it ends the buffer exactly.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,8 +47,11 @@ _IOT_HDR = L.IOTIMES_HEADER_SIZE
 _CS = L.IOTIMES_CS_SIZE
 _MAGIC_LO, _MAGIC_HI = L.MAGIC & 0xFF, L.MAGIC >> 8
 
-#: Candidates are processed in windows of this many bytes to bound memory.
-WINDOW = 1 << 26
+#: find_magic compares this many bytes at a time (the bool mask stays in cache).
+WINDOW = 1 << 21
+#: The scan walks the buffer in chunks of this many bytes, so its working
+#: memory is bounded by the chunk, not by the file.
+CHUNK = 1 << 23
 
 
 @dataclass
@@ -69,6 +73,8 @@ class ScanResult:
     resyncs: int = 0
     padding_bytes: int = 0  # raw layout only: bytes after the last record of a sub-buffer
     stale_bytes: int = 0  # non-zero padding bytes (stale records of an earlier lap)
+    #: HEADER_DTYPE rows of the accepted records (already read by the scan), or None
+    hdr: np.ndarray | None = None
 
 
 def find_magic(buf: np.ndarray, start: int = 0, end: int | None = None) -> np.ndarray:
@@ -77,18 +83,15 @@ def find_magic(buf: np.ndarray, start: int = 0, end: int | None = None) -> np.nd
     parts: list[np.ndarray] = []
     for w0 in range(start, end - 1, WINDOW):
         w1 = min(w0 + WINDOW, end - 1)  # candidate positions in [w0, w1)
-        lo = buf[w0:w1]
-        hi = buf[w0 + 1 : w1 + 1]
-        hit = np.flatnonzero((lo == _MAGIC_LO) & (hi == _MAGIC_HI))
+        # One compare for the first byte (rare outside headers), then the
+        # second byte only at those few hits.
+        hit = np.flatnonzero(buf[w0:w1] == _MAGIC_LO)
         if hit.size:
-            parts.append(hit.astype(np.int64) + w0)
+            hit += w0
+            parts.append(hit[buf[hit + 1] == _MAGIC_HI])
     if not parts:
         return np.zeros(0, np.int64)
-    return np.concatenate(parts)
-
-
-def _u16(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return buf[pos].astype(np.int64) | (buf[pos + 1].astype(np.int64) << 8)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def _rows(buf: np.ndarray, width: int) -> np.ndarray:
@@ -102,137 +105,231 @@ def gather(buf: np.ndarray, pos: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if pos.size == 0:
         return np.zeros(0, dtype)
     rows = _rows(buf, dtype.itemsize)[pos]
-    return np.ascontiguousarray(rows).view(dtype).reshape(-1)
+    return rows.view(dtype).reshape(-1)
+
+
+def _plausible(buf: np.ndarray, pos: np.ndarray, typ: np.ndarray, pdu: np.ndarray,
+               tim: np.ndarray, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(known_ok, ok_resync, unknown_ok) of headers at ``pos`` (magic already checked).
+
+    known_ok: a plausible text/iotimes record in the chain; ok_resync: also
+    plausible as a resync point (iotimes ``cses == n``); unknown_ok: an unknown
+    type that fits, to be believed only if its successor is plausible.
+    """
+    nxt = pos + _H + pdu
+    fits = (nxt <= end) & (tim < TIME_LIMIT)
+    is_text = typ == L.TYPE_TEXT
+    is_iot = typ == L.TYPE_IOTIMES
+    # Text: the byte before the end is the NUL, or byte 255 for the long-message bug.
+    tx = np.flatnonzero(fits & is_text & (pdu > 0))
+    text_ok = np.zeros(len(pos), bool)
+    if tx.size:
+        p, d = pos[tx], pdu[tx]
+        ok = buf[p + _H + d - 1] == 0
+        lng = np.flatnonzero(~ok & (d > L.KTRACE_LOG_BUF_SIZE))
+        if lng.size:
+            ok[lng] = buf[p[lng] + _H + L.KTRACE_LOG_BUF_SIZE - 1] == 0
+        text_ok[tx] = ok
+    body = pdu - _IOT_HDR
+    iot_ok = fits & is_iot & (body >= 0) & (body % _CS == 0)
+    iot_strict = iot_ok.copy()
+    io = np.flatnonzero(iot_ok)
+    if io.size:
+        iot_strict[io] = buf[pos[io] + _H + _IOT["cses"]] == body[io] // _CS
+    known_ok = text_ok | iot_ok
+    return known_ok, text_ok | iot_strict, fits & ~is_text & ~is_iot
+
+
+def _known_at(buf: np.ndarray, pos: np.ndarray, end: int) -> np.ndarray:
+    """known_ok of whatever is at ``pos`` (any offsets; magic checked here)."""
+    out = np.zeros(len(pos), bool)
+    inb = np.flatnonzero(pos + _H <= end)
+    if not inb.size:
+        return out
+    p = pos[inb]
+    h = gather(buf, p, L.HEADER_DTYPE)
+    mag = h["magic"] == L.MAGIC
+    known, _, _ = _plausible(buf, p, h["type"].astype(np.int64), h["pdu_len"].astype(np.int64),
+                             h["time"], end)
+    out[inb] = mag & known
+    return out
 
 
 @dataclass
 class _Cands:
     pos: np.ndarray
-    type: np.ndarray
-    pdu: np.ndarray
+    hdr: np.ndarray
     time: np.ndarray
     nxt: np.ndarray
     ok_sync: np.ndarray
     ok_resync: np.ndarray
 
 
-def _candidates(buf: np.ndarray, start: int, end: int) -> _Cands:
-    pos = find_magic(buf, start, end)
+def _candidates(buf: np.ndarray, c0: int, c1: int, end: int) -> _Cands:
+    """Every candidate header starting in [c0, c1); records may run on up to ``end``."""
+    pos = find_magic(buf, c0, min(c1 + 1, end))
     pos = pos[pos + _H <= end]
     hdr = gather(buf, pos, L.HEADER_DTYPE)
     typ = hdr["type"].astype(np.int64)
     pdu = hdr["pdu_len"].astype(np.int64)
     tim = hdr["time"]
     nxt = pos + _H + pdu
-    fits = nxt <= end
-    time_ok = tim < TIME_LIMIT
-    # Text: the byte before the end is the NUL, or byte 255 for the long-message bug.
-    last = np.where(fits & (pdu > 0), nxt - 1, pos)
-    b255 = np.where(fits & (pdu > L.KTRACE_LOG_BUF_SIZE), pos + _H + L.KTRACE_LOG_BUF_SIZE - 1, pos)
-    is_text = typ == L.TYPE_TEXT
-    text_ok = is_text & (pdu > 0) & (
-        (buf[last] == 0) | ((pdu > L.KTRACE_LOG_BUF_SIZE) & (buf[b255] == 0))
-    )
-    is_iot = typ == L.TYPE_IOTIMES
-    n_cs = (pdu - _IOT_HDR) // _CS
-    iot_ok = is_iot & (pdu >= _IOT_HDR) & ((pdu - _IOT_HDR) % _CS == 0)
-    cses_at = np.where(fits & iot_ok, pos + _H + _IOT["cses"], pos)
-    iot_strict = iot_ok & (buf[cses_at].astype(np.int64) == n_cs)
-    known_ok = fits & time_ok & (text_ok | iot_ok)
-    ok_resync = fits & time_ok & (text_ok | iot_strict)
+    known_ok, ok_resync, unknown = _plausible(buf, pos, typ, pdu, tim, end)
     # An unknown type is only believed in the chain, when what follows it is a
     # plausible known record or the end of the buffer.
-    unknown = fits & time_ok & ~is_text & ~is_iot
-    succ = np.searchsorted(pos, nxt)
-    succ_c = np.minimum(succ, max(len(pos) - 1, 0))
-    succ_ok = (nxt == end) | (
-        (succ < len(pos)) & (pos[succ_c] == nxt) & known_ok[succ_c] if len(pos) else False
-    )
-    ok_sync = known_ok | (unknown & succ_ok)
-    return _Cands(pos, typ, pdu, tim, nxt, ok_sync, ok_resync)
+    ok_sync = known_ok
+    unk = np.flatnonzero(unknown)
+    if unk.size:
+        ok_sync = known_ok.copy()
+        ok_sync[unk] = (nxt[unk] == end) | _known_at(buf, nxt[unk], end)
+    return _Cands(pos, hdr, tim, nxt, ok_sync, ok_resync)
 
 
-def scan_stream(buf: np.ndarray, start: int = 0, end: int | None = None,
-                raw_subbuf: bool = False) -> ScanResult:
-    """Decode ``buf[start:end]`` as records back to back.
+class Scanner:
+    """Walk ``buf[start:end]`` as records back to back, chunk by chunk.
+
+    :meth:`chunks` yields one :class:`ScanResult` (starts, resynced, hdr) per
+    chunk, in buffer order; once it is exhausted, ``skips``, ``resyncs``,
+    ``padding_bytes`` and ``stale_bytes`` describe the whole region.  The
+    result does not depend on the chunk size.
 
     With ``raw_subbuf`` the region is one sub-buffer of a raw image: the bytes
     after the chain ends are padding (zeros or stale older records) unless a
     later plausible record is *newer* than the sub-buffer's first record,
     which means damage inside the sub-buffer and a resync.
     """
-    end = len(buf) if end is None else end
-    c = _candidates(buf, start, end)
-    n = len(c.pos)
-    # link[k]: candidate k+1 starts exactly where k ends and is acceptable.
-    if n > 1:
-        link = (c.nxt[:-1] == c.pos[1:]) & c.ok_sync[1:]
-        breaks = np.flatnonzero(~link)
-    else:
-        breaks = np.zeros(0, np.int64)
-    resync_idx = np.flatnonzero(c.ok_resync)
 
-    runs: list[tuple[int, int]] = []
-    resynced_at: list[int] = []
-    skips: list[Skip] = []
-    padding = stale = 0
-    pos = start
-    k = int(np.searchsorted(c.pos, pos))
-    last_time: int | None = None
-    first_time: int | None = None
-    while pos < end:
-        if k < n and c.pos[k] == pos and c.ok_sync[k]:
-            b = int(np.searchsorted(breaks, k))
-            j = int(breaks[b]) if b < len(breaks) else n - 1
-            if first_time is None:
-                first_time = int(c.time[k])
-            if raw_subbuf:
-                # Records of an earlier lap can chain on from the current lap
-                # (same sizes, same start at offset 0): they are older than
-                # the sub-buffer's first record.
-                old = np.flatnonzero(c.time[k : j + 1] < first_time)
-                if old.size:
-                    j = k + int(old[0]) - 1
-            if j >= k:
-                runs.append((k, j + 1))
-                last_time = int(c.time[j])
-                pos = int(c.nxt[j])
-                k = int(np.searchsorted(c.pos, pos))
-                continue
-        # The chain broke at pos: find the next plausible header after it.
-        r = int(np.searchsorted(resync_idx, np.searchsorted(c.pos, pos + 1)))
-        if raw_subbuf:
-            floor = first_time
-        else:
-            floor = None if last_time is None else last_time - STALE_TOLERANCE_US
-        while r < len(resync_idx) and floor is not None and int(c.time[resync_idx[r]]) < floor:
-            r += 1
-        if r >= len(resync_idx):
-            seg = buf[pos:end]
-            if raw_subbuf and (first_time is not None or not seg.any()):
-                # Padding after the sub-buffer's last record (or an unused one).
-                padding += end - pos
-                stale += int(np.count_nonzero(seg))
+    def __init__(self, buf: np.ndarray, start: int = 0, end: int | None = None,
+                 raw_subbuf: bool = False, chunk: int = CHUNK) -> None:
+        self.buf = buf
+        self.start = start
+        self.end = len(buf) if end is None else end
+        self.raw_subbuf = raw_subbuf
+        self.chunk = max(chunk, 1)
+        self.skips: list[Skip] = []
+        self.resyncs = 0
+        self.padding_bytes = 0
+        self.stale_bytes = 0
+
+    def chunks(self) -> Iterator[ScanResult]:
+        buf, end, raw = self.buf, self.end, self.raw_subbuf
+        pos = self.start
+        broke: int | None = None  # where the chain broke, while looking for a resync
+        resync_next = False
+        last_time: int | None = None
+        first_time: int | None = None
+        c0 = pos
+        while c0 < end:
+            c1 = min(c0 + self.chunk, end)
+            c = _candidates(buf, c0, c1, end)
+            n = len(c.pos)
+            # link[k]: candidate k+1 starts exactly where k ends and is acceptable.
+            if n > 1:
+                breaks = np.flatnonzero((c.nxt[:-1] != c.pos[1:]) | ~c.ok_sync[1:])
             else:
-                skips.extend(_tail_skips(buf, pos, end))
-            break
-        k = int(resync_idx[r])
-        skips.append(Skip(pos, int(c.pos[k]), "garbage"))
-        resynced_at.append(len(runs))
-        pos = int(c.pos[k])
+                breaks = np.zeros(0, np.int64)
+            resync_idx = np.flatnonzero(c.ok_resync)
+            runs: list[tuple[int, int, bool]] = []
+            while True:
+                if broke is None:
+                    if pos >= c1:
+                        break
+                    k = int(np.searchsorted(c.pos, pos))
+                    if k < n and c.pos[k] == pos and c.ok_sync[k]:
+                        b = int(np.searchsorted(breaks, k))
+                        j = int(breaks[b]) if b < len(breaks) else n - 1
+                        if first_time is None:
+                            first_time = int(c.time[k])
+                        if raw:
+                            # Records of an earlier lap can chain on from the
+                            # current lap (same sizes, same start at offset 0):
+                            # they are older than the sub-buffer's first record.
+                            old = np.flatnonzero(c.time[k : j + 1] < first_time)
+                            if old.size:
+                                j = k + int(old[0]) - 1
+                        if j >= k:
+                            runs.append((k, j + 1, resync_next))
+                            resync_next = False
+                            last_time = int(c.time[j])
+                            pos = int(c.nxt[j])
+                            continue
+                    broke = pos
+                # The chain broke at ``broke``: find the next plausible header after it.
+                r = int(np.searchsorted(resync_idx, np.searchsorted(c.pos, broke + 1)))
+                if raw:
+                    floor = first_time
+                else:
+                    floor = None if last_time is None else last_time - STALE_TOLERANCE_US
+                if floor is not None:
+                    r = _first_not_older(c.time, resync_idx, r, floor)
+                if r >= len(resync_idx):
+                    break  # not in this chunk: look on in the next one
+                k = int(resync_idx[r])
+                pos = int(c.pos[k])
+                self.skips.append(Skip(broke, pos, "garbage"))
+                self.resyncs += 1
+                resync_next = True
+                broke = None
+            if runs:
+                yield _result(c, runs)
+            c0 = c1 if broke is not None else max(pos, c1)
+        if broke is not None:
+            seg = buf[broke:end]
+            if raw and (first_time is not None or not seg.any()):
+                # Padding after the sub-buffer's last record (or an unused one).
+                self.padding_bytes += end - broke
+                self.stale_bytes += int(np.count_nonzero(seg))
+            else:
+                self.skips.extend(_tail_skips(buf, broke, end))
 
-    if runs:
-        starts = np.concatenate([c.pos[a:b] for a, b in runs])
-        lens = np.array([b - a for a, b in runs])
-        first_of_run = np.concatenate([[0], np.cumsum(lens)[:-1]])
-        resynced = np.zeros(len(starts), bool)
-        for ri in resynced_at:
-            if ri < len(runs):
-                resynced[first_of_run[ri]] = True
-    else:
-        starts = np.zeros(0, np.int64)
-        resynced = np.zeros(0, bool)
-    return ScanResult(starts, resynced, skips, len(resynced_at), padding, stale)
+    def result(self) -> ScanResult:
+        """Scan everything and return one ScanResult."""
+        parts = list(self.chunks())
+        res = _concat(parts)
+        res.skips, res.resyncs = self.skips, self.resyncs
+        res.padding_bytes, res.stale_bytes = self.padding_bytes, self.stale_bytes
+        return res
+
+
+def _first_not_older(time: np.ndarray, idx: np.ndarray, r: int, floor: int) -> int:
+    """The first r' >= r with time[idx[r']] >= floor (len(idx) if none)."""
+    for _ in range(8):  # usually the very next candidate
+        if r >= len(idx) or int(time[idx[r]]) >= floor:
+            return r
+        r += 1
+    ok = np.flatnonzero(time[idx[r:]] >= floor)
+    return r + int(ok[0]) if ok.size else len(idx)
+
+
+def _result(c: _Cands, runs: list[tuple[int, int, bool]]) -> ScanResult:
+    if len(runs) == 1:
+        a, b, rs = runs[0]
+        resynced = np.zeros(b - a, bool)
+        resynced[0] = rs
+        return ScanResult(c.pos[a:b], resynced, hdr=c.hdr[a:b])
+    idx = np.concatenate([np.arange(a, b) for a, b, _ in runs])
+    lens = np.array([b - a for a, b, _ in runs])
+    first = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    resynced = np.zeros(len(idx), bool)
+    resynced[first] = [rs for _, _, rs in runs]
+    return ScanResult(c.pos[idx], resynced, hdr=c.hdr[idx])
+
+
+def _concat(parts: list[ScanResult]) -> ScanResult:
+    if not parts:
+        return ScanResult(np.zeros(0, np.int64), np.zeros(0, bool),
+                          hdr=np.zeros(0, L.HEADER_DTYPE))
+    if len(parts) == 1:
+        return ScanResult(parts[0].starts, parts[0].resynced, hdr=parts[0].hdr)
+    return ScanResult(np.concatenate([p.starts for p in parts]),
+                      np.concatenate([p.resynced for p in parts]),
+                      hdr=np.concatenate([p.hdr for p in parts]))
+
+
+def scan_stream(buf: np.ndarray, start: int = 0, end: int | None = None,
+                raw_subbuf: bool = False, chunk: int = CHUNK) -> ScanResult:
+    """Decode ``buf[start:end]`` as records back to back (see :class:`Scanner`)."""
+    return Scanner(buf, start, end, raw_subbuf, chunk).result()
 
 
 def _tail_skips(buf: np.ndarray, pos: int, end: int) -> list[Skip]:
