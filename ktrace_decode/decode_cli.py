@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import queue
 import sys
-from typing import TextIO
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, TextIO, TypeVar
 
 import polars as pl
 
-from . import render
-from .cli_common import add_input_args, check_strict, load_input, parse_time
-from .decode import Decoded
+from . import render, schema
+from .cli_common import add_input_args, check_strict, parse_time
+from .decode import Decoded, DumpStream, require_records
 from .errors import UsageError
 from .formats import layouts as L
+from .sources import open_dump
 
 EPILOG = """\
 output columns (text format):
@@ -29,6 +33,8 @@ examples:
 A summary (records per CPU, time span, dropped, skipped bytes, resyncs) goes to
 stderr; -q silences it.
 """
+
+T = TypeVar("T")
 
 TYPES = {"text": L.TYPE_TEXT, "iotimes": L.TYPE_IOTIMES}
 
@@ -77,41 +83,117 @@ def select(df: pl.DataFrame, args: argparse.Namespace) -> pl.DataFrame:
             c = c | pl.col("unknown_type")
         conds.append(c)
     if args.grep:
-        try:
-            pl.select(pl.lit("").str.contains(args.grep))
-        except pl.exceptions.PolarsError as e:
-            raise UsageError(f"--grep: bad regular expression: {str(e).splitlines()[0]}") from None
         conds.append(pl.col("text").str.contains(args.grep).fill_null(False))
     return df.filter(*conds) if conds else df
 
 
-def write_records(df: pl.DataFrame, fmt: str, out: TextIO) -> None:
+#: Columns the text format and the filters read (the others are not computed).
+TEXT_COLUMNS = ["cpu", "time_us", "type", "ovfl", "pdu_len", "text", "io_offset", "io_size",
+                "io_local_delay", "io_lat", "io_ino", "io_type", "n_cs", "long_text",
+                "unknown_type"]
+
+
+def _out(out: TextIO) -> BinaryIO | None:
+    """The binary stream under ``out`` (to write bytes without a str round trip)."""
+    buf = getattr(out, "buffer", None)
+    return buf if buf is not None and hasattr(buf, "write") else None
+
+
+class RecordWriter:
     """Write records batch by batch (bounded memory, early exit on a closed pipe)."""
-    for i, part in enumerate(render.batches(df)):
-        if fmt == "text":
-            lines = render.text_lines(part)
-            out.write("\n".join(lines.to_list()))
-            out.write("\n")
-        elif fmt == "jsonl":
-            out.write(render.jsonl_text(part))
-        else:
-            out.write(render.csv_text(part, header=i == 0))
-    if df.height == 0 and fmt == "csv":
-        out.write(render.csv_text(df, header=True))
+
+    def __init__(self, fmt: str, out: TextIO) -> None:
+        self.fmt = fmt
+        self.out = out
+        self.raw = _out(out)
+        self.batches = 0
+
+    def write(self, df: pl.DataFrame) -> None:
+        for part in render.batches(df):
+            if self.fmt == "text":
+                block = render.text_block(part)
+                if self.raw is not None:
+                    self.out.flush()
+                    self.raw.write(block)
+                else:
+                    self.out.write(bytes(block).decode("utf-8"))
+            elif self.fmt == "jsonl":
+                self.out.write(render.jsonl_text(part))
+            else:
+                self.out.write(render.csv_text(part, header=self.batches == 0))
+            self.batches += 1
+
+    def close(self, df_empty: pl.DataFrame) -> None:
+        """End the output (a CSV with no rows still gets its header)."""
+        if self.batches == 0 and self.fmt == "csv":
+            self.out.write(render.csv_text(df_empty, header=True))
+
+
+def write_records(df: pl.DataFrame, fmt: str, out: TextIO) -> None:
+    """Write a whole records table (see :class:`RecordWriter`)."""
+    w = RecordWriter(fmt, out)
+    w.write(df)
+    w.close(df.clear())
+
+
+_DONE = object()
+#: Batches decoded ahead of the one being written.
+PREFETCH = 2
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, up to ``depth`` items ahead.
+
+    Exceptions are raised in the consumer; when the consumer stops early
+    (a closed pipe), the producer stops at its next item.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((_DONE, None))
+        except BaseException as e:  # handed to the consumer
+            q.put((_DONE, e))
+
+    th = threading.Thread(target=run, name="ktrace-decode", daemon=True)
+    th.start()
+    try:
+        while True:
+            item, err = q.get()
+            if item is _DONE:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _sec(us: int | None) -> str:
     return "-" if us is None else f"{us // 1_000_000}.{us % 1_000_000:06d}"
 
 
-def summary(decoded: Decoded, shown: int) -> str:
+def summary(decoded: Decoded, shown: int, n_records: int | None = None) -> str:
     """The stderr summary: per-CPU counts, span, drops and damage."""
-    span = decoded.span_us
+    n = decoded.n_records if n_records is None else n_records
+    firsts = [c.first_time_us for c in decoded.cpus if c.first_time_us is not None]
+    lasts = [c.last_time_us for c in decoded.cpus if c.last_time_us is not None]
+    span = (min(firsts), max(lasts)) if firsts and lasts else None
     lines = []
-    head = f"{decoded.n_records:,} records from {len(decoded.cpus)} CPU file(s)"
+    head = f"{n:,} records from {len(decoded.cpus)} CPU file(s)"
     if span:
         head += f", {_sec(span[0])} .. {_sec(span[1])} ({(span[1] - span[0]) / 1e6:.6f} s)"
-    if shown != decoded.n_records:
+    if shown != n:
         head += f"; {shown:,} shown"
     lines.append(head)
     lines.append(f"  {'cpu':>4} {'layout':<6} {'records':>10} {'first':>17} {'last':>17} "
@@ -128,21 +210,40 @@ def summary(decoded: Decoded, shown: int) -> str:
         if c.drop_events:
             lines.append(f"  warning: cpu {c.cpu}: at least {c.dropped_at_least} records "
                          f"dropped by the relay in {c.drop_events} window(s) (buffer full)")
-        for n, what in ((c.unknown_type, "records of unknown type kept raw"),
+        for k, what in ((c.unknown_type, "records of unknown type kept raw"),
                         (c.long_text, "long messages cut at their NUL (kernel bug: "
                                       "bytes after it are unrelated memory)"),
                         (c.time_backwards, "records earlier than their predecessor")):
-            if n:
-                lines.append(f"  note: cpu {c.cpu}: {n} {what}")
+            if k:
+                lines.append(f"  note: cpu {c.cpu}: {k} {what}")
     return "\n".join(lines) + "\n"
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    decoded = load_input(args)
-    df = select(decoded.records, args)
-    write_records(df, args.format, sys.stdout)
+    if args.grep:
+        try:
+            pl.select(pl.lit("").str.contains(args.grep))
+        except pl.exceptions.PolarsError as e:
+            raise UsageError(f"--grep: bad regular expression: {str(e).splitlines()[0]}") from None
+    stream = DumpStream(open_dump(args.path), layout=args.layout, subbuf_size=args.subbuf_size,
+                        n_subbufs=args.n_subbufs,
+                        columns=TEXT_COLUMNS if args.format == "text" else None,
+                        release_lag=PREFETCH + 2)
+    writer = RecordWriter(args.format, sys.stdout)
+    shown = 0
+    empty: pl.DataFrame | None = None
+    # Decoding (numpy, Polars: both release the GIL) runs one batch ahead of
+    # the formatting and writing, on the other core.
+    for df in prefetch((select(batch, args) for batch in stream), PREFETCH):
+        shown += df.height
+        writer.write(df)
+        if empty is None:
+            empty = df.clear()
+    decoded = stream.decoded()
+    require_records(decoded, stream.n_records)
+    writer.close(empty if empty is not None else schema.empty(schema.RECORDS))
     sys.stdout.flush()
     if not args.quiet:
-        sys.stderr.write(summary(decoded, df.height))
+        sys.stderr.write(summary(decoded, shown, stream.n_records))
     check_strict(args, decoded)
     return 0
