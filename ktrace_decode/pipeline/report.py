@@ -63,9 +63,12 @@ def render(s: dict[str, Any]) -> str:
     add(f"  records   {_n(t['records'])} on {_plural(t['cpus'], 'CPU')}: {_n(t['text_records'])} "
         f"text, {_n(t['iotimes_records'])} iotimes, {_n(t['unknown_records'])} unknown; "
         f"{_n(t['invalidate_records'])} about invalidations")
-    add(f"  lost      >= {_n(t['dropped_at_least'])} records dropped in "
-        f"{_plural(t['drop_windows'], 'window')}, {_n(t['skipped_bytes'])} bytes skipped, "
-        f"{_plural(t['resyncs'], 'resync')}")
+    if t["dropped_at_least"] or t["skipped_bytes"]:
+        add(f"  lost      >= {_n(t['dropped_at_least'])} records dropped in "
+            f"{_plural(t['drop_windows'], 'window')}, {_n(t['skipped_bytes'])} bytes skipped, "
+            f"{_plural(t['resyncs'], 'resync')}")
+    else:
+        add("  lost      nothing: no records dropped, no bytes skipped")
     sel = s["selection"]
     picked = [f"nodeid {sel['nodeid']}" if sel["nodeid"] is not None else "",
               f"since {seconds(sel['since_us'])} s" if sel["since_us"] is not None else "",

@@ -1,4 +1,9 @@
-"""Golden files: the export CSVs and the analyze screen of one sample, byte for byte.
+"""Golden files: the export CSVs and the analyze screen of two samples, byte for byte.
+
+* ``incident``: hand-built (tests/pipeline/pl_scenario.py) with a drop window
+  and a damaged stretch, every number checked by hand in test_pipeline_summary;
+* ``storm``: the emitter's "storm" sample, generated once and frozen in
+  ``golden/storm-dump/`` (so a change of the emitter's model cannot move it).
 
 A change here is a change of the documented export format (or of the screen):
 regenerate with ``KTRACE_UPDATE_GOLDEN=1 pytest tests/pipeline/test_pipeline_golden.py``
@@ -7,7 +12,10 @@ and review the diff.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,9 +27,10 @@ from ktrace_decode.pipeline.export import SCHEMAS
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("KTRACE_UPDATE_GOLDEN") == "1"
+NAMES = [*(f"{s}.csv" for s in SCHEMAS), "analyze.txt"]
 
 
-def sample(where: Path) -> Path:
+def incident_dump(where: Path) -> Path:
     """The incident, plus iotimes with chunk-server entries and a damaged stretch."""
     tr = incident()
     tr.add(1, 4_300_000, iotimes(4_300_000, ino=39, n_cs=2, type_=259))
@@ -33,17 +42,17 @@ def sample(where: Path) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("golden")
-    sample(root)
+def storm_dump(where: Path) -> Path:
+    return Path(shutil.copytree(GOLDEN / "storm-dump", where / "dump"))
+
+
+def produce(root: Path) -> Path:
+    """export + analyze of ``root/dump``, run from ``root`` so paths in the outputs
+    are the stable relative 'dump/...'."""
     cwd = os.getcwd()
-    os.chdir(root)  # relative paths, so file names in the outputs are stable
+    os.chdir(root)
     try:
         assert main(["export", "dump", "--out", "out"]) == 0
-        import contextlib
-        import io
-
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             assert main(["analyze", "dump"]) == 0
@@ -53,10 +62,22 @@ def outputs(tmp_path_factory):
     return root / "out"
 
 
-@pytest.mark.parametrize("name", [*(f"{s}.csv" for s in SCHEMAS), "analyze.txt"])
-def test_golden(outputs, name):
-    got = (outputs / name).read_bytes()
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    out = {}
+    for sample, make in (("incident", incident_dump), ("storm", storm_dump)):
+        root = tmp_path_factory.mktemp(sample)
+        make(root)
+        out[sample] = produce(root)
+    return out
+
+
+@pytest.mark.parametrize("sample", ["incident", "storm"])
+@pytest.mark.parametrize("name", NAMES)
+def test_golden(outputs, sample, name):
+    got = (outputs[sample] / name).read_bytes()
+    want = GOLDEN / sample / name
     if UPDATE:
-        GOLDEN.mkdir(exist_ok=True)
-        (GOLDEN / name).write_bytes(got)
-    assert got == (GOLDEN / name).read_bytes()
+        want.parent.mkdir(exist_ok=True)
+        want.write_bytes(got)
+    assert got == want.read_bytes()
