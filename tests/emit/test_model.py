@@ -1,6 +1,7 @@
 """The emitter's model of the patched kernel path."""
 
 import dataclasses
+import itertools
 import re
 
 import polars as pl
@@ -59,7 +60,7 @@ def test_coalescing_one_episode_while_the_bit_is_set():
     m = simulate(sc)
     # every episode ends before the next of the same inode begins
     eps = [e for e in m.episodes if e.end_us is not None]
-    assert all(a.end_us <= b.requested_us for a, b in zip(eps, eps[1:], strict=False))
+    assert all(a.end_us <= b.requested_us for a, b in itertools.pairwise(eps))
 
 
 def test_disconnect_stops_tracing_errors():
