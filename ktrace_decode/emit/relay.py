@@ -54,6 +54,10 @@ class RelayBuffer:
         self.lap: list[list[Written]] = [[] for _ in range(n_subbufs)]  # current lap per slot
 
     def _switch(self, length: int) -> bool:
+        if length > self.size:
+            # relay_switch_subbuf checks "toobig" before anything else: the record
+            # is dropped and the current sub-buffer is neither padded nor left.
+            return False
         if self.offset != self.size + 1:
             self.produced += 1
         slot = self.produced % self.n
@@ -62,7 +66,7 @@ class RelayBuffer:
             self.offset = self.size + 1
             return False
         self.lap[slot] = []
-        return length <= self.size
+        return True
 
     def write(self, type_: int, time: int, payload: bytes, meta: dict[str, Any]) -> bool:
         """fuse_trace_prepare + copy: True if written, False if dropped."""

@@ -52,3 +52,14 @@ def test_stale_bytes_stay_behind_a_shorter_lap():
     assert img[76:92] == rb.accepted[1].data[30:46]  # the old lap's bytes are still there
     data, placed = rb.stream()
     assert [w.meta["t"] for _, w in placed] == [1, 2, 3, 4] and len(data) == 46 * 2 + 76 * 2
+
+
+def test_a_record_bigger_than_a_sub_buffer_is_dropped_without_a_switch():
+    # kernel/relay.c: relay_switch_subbuf() checks "toobig" first, so the
+    # current sub-buffer is neither padded nor left, and the drop is counted.
+    rb = RelayBuffer(subbuf_size=100, n_subbufs=4)
+    assert _write(rb, 1, 20)
+    assert not _write(rb, 2, 200)  # 216 bytes > 100
+    assert rb.produced == 0 and rb.offset == 36 and rb.dropped_total == 1
+    assert _write(rb, 3, 20)
+    assert [(w.slot, w.offset, w.ovfl) for w in rb.accepted] == [(0, 0, 0), (0, 36, 1)]
