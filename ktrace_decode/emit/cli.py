@@ -5,19 +5,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import textwrap
 from pathlib import Path
 
 from ..errors import InputError, OutputError, UsageError
 from . import emit
 from .compare import compare, render
-from .scenario import Scenario, load_scenario
+from .scenario import KEY_HELP, Scenario, _toml, load_scenario
 
 
 def _keys_help() -> str:
     doc = []
     for f in dataclasses.fields(Scenario):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        doc.append(f"  {f.name:<22} default {default!r}")
+        wrapped = textwrap.wrap(KEY_HELP[f.name], 54)
+        doc.append(f"  {f.name:<22} {wrapped[0]}")
+        doc += [f"  {'':<22} {line}" for line in wrapped[1:]]
+        doc.append(f"  {'':<22} (default {_toml(default) if default is not None else 'unset'})")
     return "\n".join(doc)
 
 

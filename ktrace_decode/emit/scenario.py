@@ -84,20 +84,63 @@ class Scenario:
         sc.validate()
         return sc
 
+    def __post_init__(self) -> None:
+        # Scenario(**kw) and dataclasses.replace() are checked too: a bad value must
+        # be one clear line here, not a traceback from deep inside the model.
+        self.validate()
+
     def validate(self) -> None:
-        if self.layout not in ("stream", "raw"):
-            raise ValueError(f"layout must be 'stream' or 'raw', not {self.layout!r}")
-        if not self.cpu_list or min(self.cpu_list) < 0:
-            raise ValueError("cpus must be a positive count or a list of CPU numbers")
-        if self.subbuf_size < 64 or self.n_subbufs < 1:
-            raise ValueError("subbuf_size must be >= 64 and n_subbufs >= 1")
-        if self.duration_ms <= 0 or self.hz <= 0:
-            raise ValueError("duration_ms and hz must be positive")
-        if isinstance(self.nodeids, list) and min(self.nodeids, default=2) < 2:
-            raise ValueError("nodeids must be >= 2 (1 is FUSE_ROOT_ID)")
-        if self.cs_count < 1 or len(self.cs_net_median_us) < self.cs_count \
-                or len(self.cs_io_median_us) < self.cs_count:
-            raise ValueError("cs_net_median_us / cs_io_median_us need cs_count entries")
+        """Raise ValueError (one line naming the key) unless every key has a usable value."""
+        _one_of("layout", self.layout, ("stream", "raw"))
+        _str("name", self.name)
+        _int("seed", self.seed)
+        if isinstance(self.cpus, (list, tuple)):
+            _int_list("cpus", self.cpus, 0, 65535, nonempty=True)
+        elif _is_int(self.cpus):
+            _int("cpus", self.cpus, 1, 65536)
+        else:
+            raise ValueError(f"cpus must be a CPU count or a list of CPU numbers, "
+                             f"not {self.cpus!r}")
+        _num("duration_ms", self.duration_ms, 0, strict=True)
+        _int("subbuf_size", self.subbuf_size, 64, 1 << 32)
+        _int("n_subbufs", self.n_subbufs, 1, 1 << 16)
+        _num("hz", self.hz, 0, strict=True)
+        _int("start_time_us", self.start_time_us, 0, 1 << 62)
+        _num("reader_interval_ms", self.reader_interval_ms, 0)
+        if isinstance(self.nodeids, (list, tuple)):
+            # 1 is FUSE_ROOT_ID; the work function prints nodeid - 1
+            _int_list("nodeids", self.nodeids, 2, (1 << 64) - 1, nonempty=True)
+        elif _is_int(self.nodeids):
+            _int("nodeids", self.nodeids, 1, _NODEID_POOL)
+        else:
+            raise ValueError(f"nodeids must be a count or a list of kernel nodeids, "
+                             f"not {self.nodeids!r}")
+        for key in ("invalidation_rate", "write_load", "open_rate", "background_text_rate",
+                    "iotimes_rate"):
+            _num(key, getattr(self, key), 0)
+        _int("cached_pages", self.cached_pages, 0, 1 << 40)
+        for key in ("write_error_rate", "pages_error_rate", "link_race_rate",
+                    "long_message_rate"):
+            _num(key, getattr(self, key), 0, hi=1.0)
+        # negative errnos, as the kernel returns them (MAX_ERRNO is 4095)
+        _int_list("write_errnos", self.write_errnos, -4095, -1,
+                  nonempty=self.write_error_rate > 0)
+        _int_list("pages_errnos", self.pages_errnos, -4095, -1,
+                  nonempty=self.pages_error_rate > 0)
+        if self.disconnect_at_ms is not None:
+            _num("disconnect_at_ms", self.disconnect_at_ms, 0)
+        _int("cs_count", self.cs_count, 1, 1 << 16)
+        for key in ("cs_net_median_us", "cs_io_median_us"):
+            values = getattr(self, key)
+            if not isinstance(values, (list, tuple)) or len(values) < self.cs_count:
+                raise ValueError(f"{key} needs one median per chunk server "
+                                 f"(cs_count = {self.cs_count})")
+            for v in values:
+                _num(key, v, 0, strict=True)
+        n_nodeids = self.nodeids if isinstance(self.nodeids, int) else len(self.nodeids)
+        if self.stall is not None:
+            _int("stall", self.stall, 0, n_nodeids - 1)
+        _num("stall_at_ms", self.stall_at_ms, 0)
 
     def to_toml(self) -> str:
         """The scenario as TOML (for the copy written next to a dump)."""
@@ -109,6 +152,102 @@ class Scenario:
             lines.append(f"{f.name} = {_toml(v)}")
         return "\n".join(lines) + "\n"
 
+
+
+#: What each key does, for ``ktrace emit --help`` (tests check every field has one).
+KEY_HELP: dict[str, str] = {
+    "name": "a label for the scenario (copied into DIR/scenario.toml)",
+    "seed": "random seed: the same scenario and seed always give the same bytes",
+    "cpus": "CPU count (trace0..N-1) or a list of CPU numbers, gaps allowed: [0, 1, 5]",
+    "duration_ms": "simulated time; the dump is taken at the end, whatever is in flight "
+                   "stays in progress",
+    "layout": '"stream" (what cat traceN returns: records back to back) or "raw" (the '
+              "ring's memory image, n_subbufs x subbuf_size bytes per CPU)",
+    "subbuf_size": "relay sub-buffer size in bytes (the kernel uses 524288)",
+    "n_subbufs": "relay sub-buffers per CPU (the kernel uses 4)",
+    "hz": "kernel HZ: a failed invalidation is retried one jiffy (1e6/hz us) later",
+    "start_time_us": "trace clock at the start, us since boot",
+    "reader_interval_ms": "a reader frees every complete sub-buffer this often; 0 = nobody "
+                          "reads, so the buffer keeps the oldest data and drops the rest",
+    "nodeids": "how many inodes (kernel nodeids drawn from 2..199999), or an explicit list "
+               "of kernel nodeids >= 2",
+    "invalidation_rate": "NOTIFY_INVAL_FILES per second on random nodeids; one whose "
+                         "invalidation is still pending coalesces silently",
+    "write_load": "dirty data in MB/s: write-and-wait flushes 5-50 ms of it at ~400 MB/s",
+    "cached_pages": "page-cache pages per inode: invalidate_inode_pages2 takes "
+                    "0.05-0.2 us per page",
+    "write_error_rate": "probability that one write-and-wait fails (errno from "
+                        "write_errnos); -5 (EIO) goes on untraced, others trace a "
+                        "write error and retry",
+    "pages_error_rate": "probability that one invalidate_inode_pages2 fails (errno from "
+                        "pages_errnos): a pages error and a retry",
+    "write_errnos": "negative errnos write-and-wait failures are drawn from",
+    "pages_errnos": "negative errnos page-invalidation failures are drawn from",
+    "disconnect_at_ms": "the connection goes away at this time: a work run that starts "
+                        "later traces no errors and retries nothing (the flow goes on)",
+    "open_rate": "opens per second on random nodeids; an open of an inode being "
+                 "invalidated prints waiting",
+    "link_race_rate": "probability per invalidation that an rw open in flight is linked "
+                      "1-40 us after the bit is set: pending, with a fresh fh",
+    "background_text_rate": "other text records per second: pcs messages from the "
+                            "catalogue and messages outside it (event 'other')",
+    "iotimes_rate": "iotimes records per second (read/write/sync via 1-3 chunk servers); "
+                    "their IO also feeds DIR/prometheus",
+    "long_message_rate": "probability that a background message is >= 256 chars: the "
+                         "kernel keeps 255 chars + NUL and copies unrelated bytes after it",
+    "cs_count": "chunk servers (csid 1000..), each with its own latency medians",
+    "cs_net_median_us": "per chunk server: median network time (lognormal, sigma 0.5)",
+    "cs_io_median_us": "per chunk server: median local IO time (lognormal, sigma 0.5)",
+    "stall": "index into the nodeids whose invalidation hangs in write-back from "
+             "stall_at_ms on; the one work item blocks, so later invalidations never start",
+    "stall_at_ms": "when the stall begins",
+}
+
+
+#: nodeids drawn from a count come from range(2, 200_000) (model.py)
+_NODEID_POOL = 199_998
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _str(key: str, v: Any) -> None:
+    if not isinstance(v, str):
+        raise ValueError(f"{key} must be a string, not {v!r}")
+
+
+def _one_of(key: str, v: Any, choices: tuple[str, ...]) -> None:
+    if v not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(map(repr, choices))}, not {v!r}")
+
+
+def _int(key: str, v: Any, lo: int | None = None, hi: int | None = None) -> None:
+    if not _is_int(v):
+        raise ValueError(f"{key} must be an integer, not {v!r}")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError(f"{key} must be in {lo}..{hi}, not {v}")
+
+
+def _num(key: str, v: Any, lo: float, hi: float | None = None, strict: bool = False) -> None:
+    if not (_is_int(v) or isinstance(v, float)) or v != v:  # v != v: NaN
+        raise ValueError(f"{key} must be a number, not {v!r}")
+    if v < lo or (strict and v == lo) or (hi is not None and v > hi) or v == float("inf"):
+        bound = f"> {lo}" if strict else f">= {lo}"
+        raise ValueError(f"{key} must be {bound}" + (f" and <= {hi}" if hi is not None else "")
+                         + f", not {v}")
+
+
+def _int_list(key: str, v: Any, lo: int, hi: int, nonempty: bool) -> None:
+    if not isinstance(v, (list, tuple)) or not all(_is_int(x) for x in v):
+        raise ValueError(f"{key} must be a list of integers, not {v!r}")
+    if nonempty and not v:
+        raise ValueError(f"{key} must not be empty")
+    bad = [x for x in v if not lo <= x <= hi]
+    if bad:
+        raise ValueError(f"{key}: {bad[0]} is outside {lo}..{hi}")
+    if key in ("cpus", "nodeids") and len(set(v)) != len(v):
+        raise ValueError(f"{key} lists a value twice")
 
 def _toml(v: Any) -> str:
     if isinstance(v, bool):
