@@ -95,7 +95,8 @@ def events(records: pl.LazyFrame) -> pl.LazyFrame:
     is_iot = pl.col("type") == L.TYPE_IOTIMES
     # "<function>: <message>" split at the first ": ", exactly like
     # messages.parse() (str.partition); no separator -> no function.
-    split = pl.when(is_text).then(pl.col("text")).str.splitn(": ", 2)
+    # (records.text is null for every non-text record, see schema.RECORDS)
+    split = pl.col("text").str.splitn(": ", 2)
     lf = records.with_columns(split.alias("__split")).with_columns(
         pl.when(pl.col("__split").struct.field("field_1").is_not_null())
         .then(pl.col("__split").struct.field("field_0")).alias("__func"),
@@ -135,5 +136,5 @@ def events(records: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("__func").alias("function"),
         *(values[n].cast(schema.EVENTS[n]).alias(n) for n in _EVENT_FIELDS),
         pl.col("ovfl").cast(schema.EVENTS["ovfl"]),
-        pl.when(is_text).then(pl.col("text")).alias("text"),
+        pl.col("text"),  # as is: no copy of the largest column
     )
