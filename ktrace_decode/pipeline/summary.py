@@ -224,6 +224,13 @@ def summarize(decoded: Decoded, events: pl.DataFrame, invalidations: pl.DataFram
     """The whole ``analyze`` document."""
     trace = trace_section(decoded, events, sel)
     inv = invalidation_sections(invalidations, events, sel, trace["last_us"])
+    warn = warnings(decoded, trace, inv)
+    if sel.nodeid is not None and inv["invalidations"]["episodes"] == 0:
+        # The work function prints nodeid - 1, and so does userspace: an easy mix-up.
+        near = invalidations.filter(pl.col("nodeid") == sel.nodeid + 1).height
+        hint = (f"; nodeid {sel.nodeid + 1} has {near} (--nodeid takes the kernel nodeid, "
+                f"userspace id + 1)" if near else "")
+        warn.append(f"no invalidation episode of nodeid {sel.nodeid} in the selection{hint}")
     return {
         "schema": SCHEMA_ID,
         "selection": {"nodeid": sel.nodeid, "since_us": sel.since_us, "until_us": sel.until_us,
@@ -231,5 +238,5 @@ def summarize(decoded: Decoded, events: pl.DataFrame, invalidations: pl.DataFram
         "clock": {"source": sel.clock_source, "boot_time_us": sel.boot_time_us},
         "trace": trace,
         **inv,
-        "warnings": warnings(decoded, trace, inv),
+        "warnings": warn,
     }

@@ -106,3 +106,13 @@ def test_schema_rejects_a_wrong_document(analysis):
                                                 "episodes": "five"})
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, ANALYZE_SCHEMA)
+
+
+def test_nodeid_given_as_the_userspace_id_gets_a_hint(analysis, decoded):
+    s = sub(analysis, decoded, nodeid=19)  # userspace id of kernel nodeid 20
+    assert s["invalidations"]["episodes"] == 0
+    assert s["warnings"][-1] == ("no invalidation episode of nodeid 19 in the selection; "
+                                 "nodeid 20 has 2 (--nodeid takes the kernel nodeid, "
+                                 "userspace id + 1)")
+    assert sub(analysis, decoded, nodeid=500)["warnings"][-1] == (
+        "no invalidation episode of nodeid 500 in the selection")
