@@ -1,0 +1,37 @@
+"""``ktrace tui``: browse a dump in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cli_common import add_input_args, load_input
+from ..samples import sample_path
+
+
+def add_tui_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "tui", help="browse a dump in the terminal (no PATH: the bundled sample)",
+        description="An incident browser: overview, invalidation episodes (enter opens one), "
+                    "the merged event stream with a filter, and per-CPU health.",
+        epilog="keys: ? help, / filter, n/N next/previous match, g go to time, enter open, "
+               "esc back, tab next screen, q quit",
+    )
+    add_input_args(p)
+    p.set_defaults(func=run_tui)
+    # PATH is optional here: default to the bundled sample.
+    for action in p._actions:
+        if action.dest == "path":
+            action.nargs = "?"
+            action.default = None
+    return p
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    from .app import create_app  # Textual only loads when the TUI runs
+
+    path = args.path if args.path is not None else str(sample_path())
+    # Decode before the app starts: a bad path gives the CLI's one-line error,
+    # not a broken screen.
+    decoded = load_input(args, path)
+    create_app(decoded=decoded).run()
+    return 0
