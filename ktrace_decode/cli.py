@@ -1,7 +1,8 @@
 """The ``ktrace`` command.  The only place where errors become messages and exit codes.
 
-Exit codes: 0 ok; 1 input unusable; 2 usage; 3 damage under --strict;
-130 interrupted.
+Exit codes (``errors.EXIT_*``): 0 ok; 1 input unusable (or output refused);
+2 usage; 3 damage under --strict; 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM).
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, KtraceError
+from .errors import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, KtraceError, Terminated
 
 DESCRIPTION = """\
 Decode and analyse the fuse kio "pcs" ktrace: the per-CPU relay buffers under
@@ -30,7 +32,7 @@ typical incident:
   ktrace tui /tmp/dump                           # browse it
 
 exit codes: 0 ok, 1 input unusable, 2 usage error, 3 damage found (--strict),
-130 interrupted.  Run 'ktrace COMMAND --help' for each command.
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).  Run 'ktrace COMMAND --help' for each command.
 """
 
 #: (module, function) registering each subcommand; a command whose module
@@ -68,25 +70,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+    restore = _catch_sigterm()
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
         return int(args.func(args) or 0)
     except KtraceError as e:
         sys.stderr.write(f"ktrace: error: {e}\n")
         return e.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("\nktrace: interrupted\n")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated)
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        sys.stderr.write(f"\nktrace: {what}\n")
+        return getattr(e, "exit_code", EXIT_INTERRUPTED)
     except BrokenPipeError:
         return _broken_pipe()
+    except MemoryError:
+        sys.stderr.write("ktrace: error: out of memory\n")
+        return EXIT_INPUT
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         sys.stderr.write(f"ktrace: error: {where}{e.strerror or e}\n")
-        return 1
+        return EXIT_INPUT
+    finally:
+        restore()
+
+
+def _catch_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM into :class:`Terminated` (so ``finally`` blocks run: an atomic
+    write removes its temporary file) for the duration of :func:`main`."""
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return lambda: None  # ignored (nohup) or handled by an embedding program
+        prev = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, prev)
 
 
 def _broken_pipe() -> int:
