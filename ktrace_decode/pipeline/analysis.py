@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from ..decode import Decoded
-from . import tables
+from . import storage, tables
 from .episodes import episodes
 from .events import events
 from .summary import Selection, summarize
@@ -28,12 +28,13 @@ class Analysis:
     iotimes_cs: pl.DataFrame  # tables.IOTIMES_CS
     loss: pl.DataFrame  # tables.LOSS
     summary: dict[str, Any]
+    cs: pl.DataFrame  # tables.CS_LATENCY
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """The exported tables by file stem, in export order."""
         return {"events": self.events, "invalidations": self.invalidations,
                 "nodes": self.nodes, "iotimes": self.iotimes, "iotimes_cs": self.iotimes_cs,
-                "loss": self.loss}
+                "cs": self.cs, "loss": self.loss}
 
 
 def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Analysis:
@@ -48,13 +49,17 @@ def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Ana
     files = pl.LazyFrame({"cpu": [c.cpu for c in decoded.cpus],
                           "file": [c.source for c in decoded.cpus]},
                          schema={"cpu": pl.UInt16, "file": pl.String})
-    ev, iot, iot_cs, loss = pl.collect_all([
+    ev, iot, iot_cs, cs, loss = pl.collect_all([
         events(records),
         tables.iotimes(records),
         tables.iotimes_cs(records, decoded.cs.lazy()),
+        tables.cs_latency(records, decoded.cs.lazy()),
         tables.loss(records, windows, decoded.skips_frame().lazy(), files),
     ])
     inv = episodes(ev.lazy(), windows).collect()
     nodes = tables.nodes(inv.lazy()).collect()
-    summary = summarize(decoded, ev, inv, selection or Selection())
-    return Analysis(ev, inv, nodes, iot, iot_cs, loss, summary)
+    sel = selection or Selection()
+    summary = summarize(decoded, ev, inv, sel)
+    summary["io"] = storage.io_section(cs, iot, sel.top)
+    summary["metrics"] = storage.metrics_section(decoded, iot)
+    return Analysis(ev, inv, nodes, iot, iot_cs, loss, summary, cs)

@@ -101,6 +101,12 @@ _PROPS: dict[str, Any] = {
     "warnings": {"type": "array", "items": {"type": "string"}},
     # only with --nodeid: every episode of that nodeid
     "episodes": {"type": "array", "items": _EPISODE},
+    # the storage underneath (pipeline/storage.py)
+    "io": {"type": "object", "required": ["iotimes_records", "per_cs", "slowest_io"],
+           "properties": {"iotimes_records": _UINT,
+                          "per_cs": {"type": "array", "items": {"type": "object"}},
+                          "slowest_io": {"type": "array", "items": {"type": "object"}}}},
+    "metrics": {"type": ["object", "null"]},
 }
 
 ANALYZE_SCHEMA: dict[str, Any] = {
@@ -109,6 +115,7 @@ ANALYZE_SCHEMA: dict[str, Any] = {
     "title": "ktrace analyze --json",
     "type": "object",
     "properties": _PROPS,
-    "required": [k for k in _PROPS if k != "episodes"],
+    # io / metrics are added by analyze_decoded(), not by summarize() alone
+    "required": [k for k in _PROPS if k not in ("episodes", "io", "metrics")],
     "additionalProperties": False,
 }

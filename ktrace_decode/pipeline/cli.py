@@ -16,6 +16,7 @@ from pathlib import Path
 from ..cli_common import add_input_args, check_strict, load_input, parse_time
 from ..errors import UsageError
 from . import export as export_mod
+from . import io
 from .analysis import analyze_decoded
 from .io import FORMATS
 from .report import render
@@ -99,8 +100,11 @@ def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_input_args(p, many=True)
     p.add_argument("--out", required=True, metavar="DIR", type=Path,
                    help="output directory (created if missing)")
-    p.add_argument("--format", choices=FORMATS, default="csv",
-                   help="file format (default: %(default)s)")
+    p.add_argument("--format", choices=(*FORMATS, *export_mod.SINGLE_FILE), default="csv",
+                   help="csv/parquet: one file per table (default: %(default)s); perfetto: "
+                        "trace.json (Chrome Trace Event JSON for ui.perfetto.dev or "
+                        "chrome://tracing); prometheus: metrics.prom (the dump's prometheus "
+                        "file as Prometheus text exposition)")
     p.add_argument("--force", action="store_true", help="replace existing files")
     p.set_defaults(func=run_export)
     return p
@@ -150,6 +154,8 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if args.format in export_mod.SINGLE_FILE:
+        return _run_single_file_export(args)
     export_mod.prepare(args.out, args.format, args.force)  # refuse before decoding
     analyses = []
     decodeds = []
@@ -166,5 +172,17 @@ def run_export(args: argparse.Namespace) -> int:
             where = f"{path}: " if len(analyses) > 1 else ""
             sys.stderr.write(f"ktrace: warning: {where}{warning}\n")
     for decoded in decodeds:
+        check_strict(args, decoded)
+    return 0
+
+
+def _run_single_file_export(args: argparse.Namespace) -> int:
+    """--format perfetto | prometheus: one file for all the dumps."""
+    target = export_mod.prepare_single(args.out, args.format, args.force)
+    dumps = [(path, load_input(args, path)) for path in args.paths]
+    text = export_mod.single_file_text(args.format, dumps)
+    io.write_text(text, target)
+    sys.stderr.write(f"wrote {target} ({len(text):,} bytes)\n")
+    for _, decoded in dumps:
         check_strict(args, decoded)
     return 0

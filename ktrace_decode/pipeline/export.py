@@ -8,9 +8,11 @@ from pathlib import Path
 
 import polars as pl
 
-from .. import schema
+from .. import metrics, perfetto, schema
+from ..decode import Decoded
+from ..errors import InputError
 from . import io, tables
-from .analysis import Analysis
+from .analysis import Analysis, analyze_decoded
 
 #: Exported tables by file stem, with their schemas (the documented format).
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -19,6 +21,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "nodes": tables.NODES,
     "iotimes": tables.IOTIMES,
     "iotimes_cs": tables.IOTIMES_CS,
+    "cs": tables.CS_LATENCY,
     "loss": tables.LOSS,
 }
 
@@ -59,3 +62,33 @@ def export(analyses: Sequence[tuple[str, Analysis]], out_dir: Path, fmt: str,
         io.write_table(df, path, fmt)
         written.append(Written(path, df.height))
     return written
+
+
+#: Formats that write one file for all the dumps, and its name.
+SINGLE_FILE = {"perfetto": "trace.json", "prometheus": "metrics.prom"}
+
+
+def prepare_single(out_dir: Path, fmt: str, force: bool) -> Path:
+    """Check (before decoding) that the single output file may be written."""
+    target = out_dir / SINGLE_FILE[fmt]
+    io.prepare_out_dir(out_dir, [target], force)
+    return target
+
+
+def single_file_text(fmt: str, dumps: Sequence[tuple[str, Decoded]]) -> str:
+    """trace.json (one Perfetto process per dump) or metrics.prom (a source label per dump)."""
+    if fmt == "perfetto":
+        traces = []
+        for pid, (path, decoded) in enumerate(dumps, start=1):
+            a = analyze_decoded(decoded)
+            traces.append(perfetto.trace_events(a.events, a.invalidations,
+                                                decoded.drop_windows(), path, pid=pid))
+        return perfetto.to_json(traces)
+    parts = []
+    for path, decoded in dumps:
+        if decoded.prometheus is None:
+            raise InputError("no prometheus file next to the trace files", path)
+        labels = {"source": path} if len(dumps) > 1 else None
+        parts.append(metrics.exposition(metrics.parse_metrics(decoded.prometheus, path),
+                                        labels))
+    return "".join(parts)

@@ -111,6 +111,16 @@ DOCS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "ts_net_us": ("us", "time in the network"),
         "ts_io_us": ("us", "time in local IO on that chunk server"),
     }),
+    "cs": ("IO latency per chunk server and request type, from the iotimes entries", {
+        "csid": ("", "chunk-server id"),
+        "request": ("", "read, write, sync, ... (the iotimes record's type)"),
+        "count": ("entries", "iotimes entries naming this server"),
+        "as_replier": ("entries", "of which it was the replying server (idx 0)"),
+        **{f"{k}_{q}_us": ("us", f"{q} of {what} ({'maximum' if q == 'max' else 'nearest rank'})")
+           for k, what in (("net", "ts_net, time in the network"),
+                           ("io", "ts_io, time in local IO on the server"))
+           for q in ("p50", "p90", "p99", "max")},
+    }),
     "loss": ("one row per place where records are missing, by CPU then time", {
         "cpu": ("", "CPU"),
         "file": ("", "the trace file"),

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -39,20 +40,26 @@ def prepare_out_dir(out_dir: Path, targets: list[Path], force: bool) -> None:
         raise OutputError(f"cannot create the directory: {e.strerror or e}", out_dir) from None
 
 
-def write_table(df: pl.DataFrame, path: Path, fmt: str) -> None:
-    """Write ``df`` to ``path`` as CSV or Parquet, atomically."""
+def _atomic(path: Path, fill: Callable[[BinaryIO], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            if fmt == "csv":
-                # Nulls are empty cells, booleans true/false, no float formatting
-                # involved (every column is an integer, boolean or string).
-                df.write_csv(f)
-            else:
-                df.write_parquet(f)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_table(df: pl.DataFrame, path: Path, fmt: str) -> None:
+    """Write ``df`` to ``path`` as CSV or Parquet, atomically."""
+    # CSV: nulls are empty cells, booleans true/false, no float formatting
+    # involved (every column is an integer, boolean or string).
+    _atomic(path, df.write_csv if fmt == "csv" else df.write_parquet)
+
+
+def write_text(text: str, path: Path) -> None:
+    """Write one text file (trace.json, metrics.prom) atomically."""
+    _atomic(path, lambda f: f.write(text.encode()))

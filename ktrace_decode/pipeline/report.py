@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .storage import render_sections
+
 
 def human_us(us: int | None) -> str:
     """A duration with a readable unit: 850 us, 12.345 ms, 3.200000 s."""
@@ -123,6 +125,7 @@ def render(s: dict[str, Any]) -> str:
     p = s["poisoned_files"]
     add(f"poisoned files {_n(p['count'])} ({_n(p['distinct_files'])} distinct on "
         f"{_plural(p['nodeids'], 'nodeid')}): their reads and writes fail with -EIO")
+    out += render_sections(s)
     return "\n".join(out) + "\n"
 
 

@@ -72,6 +72,15 @@ IOTIMES_CS: dict[str, pl.DataType] = {
     "ts_io_us": pl.UInt32(),
 }
 
+#: cs.csv: IO latency per chunk server and request type (from iotimes entries).
+CS_LATENCY: dict[str, pl.DataType] = {
+    "csid": pl.UInt64(),
+    "request": pl.String(),
+    "count": pl.UInt64(),
+    "as_replier": pl.UInt64(),
+    **{f"{k}_{q}_us": pl.UInt64() for k in ("net", "io") for q in ("p50", "p90", "p99", "max")},
+}
+
 #: loss.csv: one row per place where records are missing.
 LOSS: dict[str, pl.DataType] = {
     "cpu": pl.UInt16(),
@@ -205,3 +214,8 @@ def loss(records: pl.LazyFrame, windows: pl.LazyFrame, skips: pl.LazyFrame,
 
 def _nulls(*names: str) -> list[pl.Expr]:
     return [pl.lit(None).alias(n) for n in names]
+
+
+def cs_latency(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
+    """cs.csv: per chunk server and request, ts_net / ts_io percentiles (iolatency.per_cs)."""
+    return _select(iolatency.per_cs(records, cs), CS_LATENCY)

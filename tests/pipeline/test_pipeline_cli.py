@@ -98,7 +98,7 @@ def test_export_writes_every_file_and_refuses_to_overwrite(dump, tmp_path, capsy
     assert main(["export", dump, "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)  # no temporary files left
     err = capsys.readouterr().err
-    assert "wrote 6 files" in err and "invalidations.csv" in err
+    assert "wrote 7 files" in err and "invalidations.csv" in err and "cs.csv" in err
     inv = pl.read_csv(out / "invalidations.csv", schema=schema.INVALIDATIONS)
     assert inv.height == 5
     before = (out / "events.csv").read_bytes()

@@ -1,0 +1,91 @@
+"""The storage underneath: IO latency per chunk server, and the prometheus metrics file.
+
+Answers "is it the invalidation or the storage?" in ``ktrace analyze``, and
+cross-checks the trace against the kernel's own counters: IOs the metrics
+counted but the trace lacks were dropped (ovfl) or never traced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from ..decode import Decoded
+from ..errors import KtraceError
+from ..metrics import parse_metrics
+
+#: iotimes request -> the metrics op counting the same IOs (newer layouts, then v1).
+_OP = {"read": "cs_read", "write": "cs_write", "sync": "cs_sync", "write_hole": "cs_write_hole",
+       "write_zero": "cs_write_zero", "fiemap": "cs_fiemap"}
+_OP_V1 = {"read": "read", "write": "write", "sync": "fsync"}
+
+
+def io_section(cs: pl.DataFrame, iotimes: pl.DataFrame, top: int) -> dict[str, Any]:
+    """Per chunk server (busiest first) and the slowest IOs."""
+    per_cs = cs.sort("count", "csid", descending=[True, False]).head(top * 2).to_dicts()
+    slow = (iotimes.sort("total_us", "time_us", descending=[True, False]).head(top)
+            .select("time_us", "cpu", "nodeid", "request", "size", "total_us", "lat_us")
+            .to_dicts())
+    return {"iotimes_records": iotimes.height, "per_cs": per_cs, "slowest_io": slow}
+
+
+def metrics_section(decoded: Decoded, iotimes: pl.DataFrame) -> dict[str, Any] | None:
+    """The metrics file decoded, and its op counts against the trace's (None if absent)."""
+    if decoded.prometheus is None:
+        return None
+    try:
+        m = parse_metrics(decoded.prometheus, f"{decoded.path}/prometheus")
+    except KtraceError as e:
+        return {"layout": None, "error": str(e), "ops": [], "cross_check": []}
+    traced = dict(iotimes.group_by("request").len().rows())
+    mapping = _OP_V1 if m.layout.startswith("v1") else _OP
+    check = []
+    for req, op in mapping.items():
+        o = m.op(op)
+        if o is None or (not o.count and not traced.get(req)):
+            continue
+        n = int(traced.get(req, 0))
+        check.append({"op": op, "request": req, "metrics_count": o.count, "trace_count": n,
+                      "missing_from_trace": o.count - n})
+    ops = [r for r in m.frame().to_dicts() if r["count"]]
+    return {"layout": m.layout, "error": None, "ops": ops, "cross_check": check}
+
+
+def render_sections(s: dict[str, Any]) -> list[str]:
+    """Text lines of the IO and metrics sections of the analyze report."""
+    out: list[str] = []
+    io = s.get("io")
+    if io and io["iotimes_records"]:
+        out += ["", f"IO latency   {io['iotimes_records']:,} iotimes records; per chunk server "
+                    "(busiest first, us):",
+                f"  {'csid':>6} {'request':<10} {'count':>7} {'net p50':>8} {'net p99':>8} "
+                f"{'io p50':>8} {'io p99':>8} {'io max':>8}"]
+        for r in io["per_cs"]:
+            out.append(f"  {r['csid']:>6} {r['request']:<10} {r['count']:>7} {r['net_p50_us']:>8} "
+                       f"{r['net_p99_us']:>8} {r['io_p50_us']:>8} {r['io_p99_us']:>8} "
+                       f"{r['io_max_us']:>8}")
+        if io["slowest_io"]:
+            w = io["slowest_io"][0]
+            out.append(f"  slowest IO: {w['total_us']} us ({w['request']}, nodeid {w['nodeid']}, "
+                       f"cpu {w['cpu']})")
+    m = s.get("metrics")
+    if m:
+        if m["error"]:
+            out += ["", f"metrics      {m['error']}"]
+            return out
+        out += ["", f"metrics      prometheus file, layout {m['layout']}",
+                f"  {'op':<14} {'count':>8} {'mean us':>9} {'p50 <=':>8} {'p99 <=':>8}"]
+        for r in m["ops"]:
+            mean = "-" if r["mean_us"] is None else f"{r['mean_us']:.0f}"
+            out.append(f"  {r['op']:<14} {r['count']:>8} {mean:>9} "
+                       f"{r['p50_le_us'] or '-':>8} {r['p99_le_us'] or '-':>8}")
+        for c in m["cross_check"]:
+            if c["missing_from_trace"]:
+                out.append(f"  cross-check: {c['op']}: the kernel counted {c['metrics_count']}, "
+                           f"the trace holds {c['trace_count']} "
+                           f"({c['missing_from_trace']} not in the trace: dropped or not traced)")
+            else:
+                out.append(f"  cross-check: {c['op']}: {c['trace_count']} in the trace and in "
+                           "the metrics")
+    return out
