@@ -345,8 +345,11 @@ class KtraceApp(App[None]):
         key = str(ev.label)
         descending = getattr(self, "_sorted_by", None) == key
         self._sorted_by = None if descending else key
+        # The errors column shows write + page errors: sort by the same sum.
+        by = (pl.col("write_errors") + pl.col("pages_errors") if key == "errors"
+              else pl.col(self._SORT_COLUMNS[key]))
         self._fill_episodes(self.analysis.invalidations.sort(
-            self._SORT_COLUMNS[key], descending=descending, nulls_last=True))
+            by, descending=descending, nulls_last=True))
 
     # --- health -------------------------------------------------------------------------
     def _fill_health(self) -> None:

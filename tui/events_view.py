@@ -108,8 +108,8 @@ class EventsView(ScrollView, can_focus=True):
             return Strip.blank(self.size.width)
         text = self.line(row)[self.scroll_offset.x:]
         style = _CURSOR if row == self.cursor else (_MATCH if row in self.match_set else None)
-        if ">=" in text[:30] and style is None:
-            style = _LOST
+        if style is None and self.records["ovfl"][row]:
+            style = _LOST  # records were dropped just before this one
         return Strip([Segment(text.ljust(self.size.width)[: self.size.width], style)])
 
     # --- navigation --------------------------------------------------------------
