@@ -292,13 +292,19 @@ class Scanner:
 
 
 def _first_not_older(time: np.ndarray, idx: np.ndarray, r: int, floor: int) -> int:
-    """The first r' >= r with time[idx[r']] >= floor (len(idx) if none)."""
-    for _ in range(8):  # usually the very next candidate
-        if r >= len(idx) or int(time[idx[r]]) >= floor:
-            return r
-        r += 1
-    ok = np.flatnonzero(time[idx[r:]] >= floor)
-    return r + int(ok[0]) if ok.size else len(idx)
+    """The first r' >= r with time[idx[r']] >= floor (len(idx) if none).
+
+    Looks ahead in doubling windows, so a resync costs O(distance to the hit),
+    not O(candidates left in the chunk) (a storm of stale records would make
+    the latter quadratic)."""
+    w = 8
+    while r < len(idx):
+        ok = np.flatnonzero(time[idx[r : r + w]] >= floor)
+        if ok.size:
+            return r + int(ok[0])
+        r += w
+        w *= 2
+    return len(idx)
 
 
 def _result(c: _Cands, runs: list[tuple[int, int, bool]]) -> ScanResult:
@@ -334,9 +340,11 @@ def scan_stream(buf: np.ndarray, start: int = 0, end: int | None = None,
 
 def _tail_skips(buf: np.ndarray, pos: int, end: int) -> list[Skip]:
     """The unusable end of a buffer: garbage, then perhaps one record cut off by the end."""
-    # A cut-off record is a magic whose header or payload runs past the end.
+    # A cut-off record is a magic whose header or payload runs past the end;
+    # pdu_len is 16 bits, so it starts in the last 16 + 65535 bytes.
+    lo = max(pos, end - _H - 0xFFFF)
     cut = None
-    for m in find_magic(buf, pos, end).tolist() + ([end - 1] if buf[end - 1] == _MAGIC_LO else []):
+    for m in find_magic(buf, lo, end).tolist() + ([end - 1] if buf[end - 1] == _MAGIC_LO else []):
         if m + _H > end or m + _H + int(buf[m + 4]) + (int(buf[m + 5]) << 8) > end:
             cut = m
             break
