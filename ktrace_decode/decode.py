@@ -23,7 +23,7 @@ import polars as pl
 from . import schema
 from .errors import InputError, UsageError
 from .formats import layouts as L
-from .records import Part, cs_frame, records_frame
+from .records import Part, cs_frame, pool, records_frame
 from .scan import CHUNK, Scanner, ScanResult, Skip, scan_stream
 from .sources import Dump, TraceSource, open_dump
 
@@ -247,8 +247,7 @@ def decode_source(src: TraceSource, layout: str = "auto",
     parts, rep = scan_source(src, layout, subbuf_size, n_subbufs)
     if not parts:
         return schema.empty(schema.RECORDS), schema.empty(schema.CS), rep
-    cs = [cs_frame(p) for p in parts]
-    return records_frame(parts), pl.concat(cs) if len(cs) > 1 else cs[0], rep
+    return records_frame(parts), cs_frame(parts), rep
 
 
 def _check_options(layout: str, subbuf_size: int, n_subbufs: int) -> None:
@@ -258,18 +257,8 @@ def _check_options(layout: str, subbuf_size: int, n_subbufs: int) -> None:
         raise UsageError("--subbuf-size must exceed 16 bytes and --n-subbufs be at least 1")
 
 
-def merge_order(parts: list[Part]) -> np.ndarray | None:
-    """The permutation of the parts' concatenation into (time_us, cpu, seq) order.
-
-    Parts come in (cpu, seq) order, so one *stable* sort on time is enough
-    (timsort: each CPU is an already sorted run, the sort merges the runs).
-    None when the concatenation is already in order.
-    """
-    t = np.concatenate([p.header()["time"] for p in parts]) if len(parts) > 1 else (
-        parts[0].header()["time"])
-    if len(t) < 2 or not (t[1:] < t[:-1]).any():
-        return None
-    return np.argsort(t, kind="stable")
+def _cs_all(parts: list[Part]) -> pl.DataFrame:
+    return cs_frame(parts)
 
 
 def decode_dump(dump: Dump, layout: str = "auto", subbuf_size: int = L.RELAY_SUBBUF_SIZE,
@@ -278,17 +267,21 @@ def decode_dump(dump: Dump, layout: str = "auto", subbuf_size: int = L.RELAY_SUB
     _check_options(layout, subbuf_size, n_subbufs)
     parts: list[Part] = []
     reports: list[CpuReport] = []
-    for i, src in enumerate(dump.traces):
+    # CPUs are scanned in parallel (the scan is numpy: it releases the GIL).
+    scans = [pool().submit(scan_source, src, layout, subbuf_size, n_subbufs)
+             for src in dump.traces]
+    for i, (src, fut) in enumerate(zip(dump.traces, scans, strict=True)):
         if progress:
             progress(src.name, i, len(dump.traces))
-        cpu_parts, rep = scan_source(src, layout, subbuf_size, n_subbufs)
+        cpu_parts, rep = fut.result()
         parts += cpu_parts
         reports.append(rep)
     if progress:
         progress("merge", len(dump.traces), len(dump.traces))
     if parts:
-        records = records_frame(parts, merge_order(parts))
-        cs_all = pl.concat([cs_frame(p) for p in parts], rechunk=True)
+        cs = pool().submit(_cs_all, parts)
+        records = records_frame(parts, merge=True)
+        cs_all = cs.result()
     else:
         records, cs_all = schema.empty(schema.RECORDS), schema.empty(schema.CS)
     return Decoded(dump.path, records, cs_all, reports, dump.prometheus)
@@ -413,7 +406,7 @@ class DumpStream:
                 continue
             for p in out:
                 self._frontier[p.cpu] = max(self._frontier.get(p.cpu, 0), int(p.starts[-1]))
-            yield records_frame(out, merge_order(out), self.columns)
+            yield records_frame(out, columns=self.columns, merge=True)
             del out
             self._release(pending)
 

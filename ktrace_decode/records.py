@@ -16,7 +16,9 @@ views rather than a finished table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +107,18 @@ class Part:
                     None if self.backwards is None else self.backwards[a:b])
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def pool() -> ThreadPoolExecutor:
+    """Worker threads for the decoder (numpy and Polars release the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                   thread_name_prefix="ktrace")
+    return _POOL
+
+
 def _bits(mask: np.ndarray) -> pa.Buffer:
     return pa.py_buffer(np.packbits(mask, bitorder="little"))
 
@@ -176,14 +190,16 @@ class _Placement:
             self.dst = [slice(int(offs[i]), int(offs[i + 1])) for i in range(len(parts))]
         else:
             inv = np.empty(n, np.int64)
-            inv[order] = np.arange(n, dtype=np.int64)
+            step = 1 << 20  # small temporaries: the allocator recycles them
+            for k in range(0, n, step):
+                inv[order[k : k + step]] = np.arange(k, min(k + step, n), dtype=np.int64)
             self.dst = [inv[offs[i] : offs[i + 1]] for i in range(len(parts))]
-        self.text_rows: list[np.ndarray] = []
-        self.iot_rows: list[np.ndarray] = []
-        for pt in parts:
-            typ = pt.header()["type"]
-            self.text_rows.append(np.flatnonzero(typ == L.TYPE_TEXT))
-            self.iot_rows.append(np.flatnonzero(typ == L.TYPE_IOTIMES))
+
+    def text_rows(self, i: int) -> np.ndarray:
+        return np.flatnonzero(self.parts[i].header()["type"] == L.TYPE_TEXT)
+
+    def iot_rows(self, i: int) -> np.ndarray:
+        return np.flatnonzero(self.parts[i].header()["type"] == L.TYPE_IOTIMES)
 
     def at(self, i: int, rows: np.ndarray) -> np.ndarray:
         """Output positions of rows ``rows`` of part ``i``."""
@@ -199,41 +215,86 @@ class _Placement:
             out[d] = values(pt)
         return out
 
-    def sparse(self, dtype: np.dtype | type, at: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """A full column that is zero except ``values`` at output positions ``at``."""
-        out = np.zeros(self.n, dtype)
-        out[at] = values
+    def iotimes(self, fields: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+        """Full columns of iotimes header fields (zero where the row is not iotimes)."""
+        dt = L.IOTIMES_HEADER_DTYPE
+        out = {name: np.zeros(self.n, dt[src]) for name, src in fields}
+        for i, pt in enumerate(self.parts):
+            rows = self.iot_rows(i)
+            if not len(rows):
+                continue
+            at = self.at(i, rows)
+            iot = gather(pt.buf, pt.starts[rows] + _H, dt)
+            for name, src in fields:
+                out[name][at] = iot[src]
         return out
 
 
-def _text_column(pl_: _Placement, valid: np.ndarray) -> pl.Series:
+class _TextColumn:
     """The String text column: each text record's message, cut at the first NUL,
-    one trailing newline stripped; null for other rows."""
-    n = pl_.n
-    views = np.zeros((n, 4), np.uint32)
-    buffers: list[pa.Buffer] = []
-    first_buffer: dict[int, int] = {}
-    for i, pt in enumerate(pl_.parts):
-        key = id(pt.buf)
-        if key not in first_buffer:
-            first_buffer[key] = len(buffers)
-            buffers += _view_buffers(pt.buf)
-        rows = pl_.text_rows[i]
-        if not len(rows):
-            continue
-        p, lens = _text_span(pt, rows)
-        nl = np.flatnonzero(lens > 0)
-        lens[nl] -= pt.buf[p[nl] + lens[nl] - 1] == ord("\n")
-        views[pl_.at(i, rows)] = _text_views(pt.buf, p, lens, first_buffer[key])
-    binary = _binary(views, valid, buffers)
-    # A NUL inside the text (garbage, or odd long records) cuts it: rare, Python.
-    odd = binary.bin.contains(b"\x00").fill_null(False).to_numpy()
-    if not odd.any():
+    one trailing newline stripped; null for other rows.
+
+    Built in steps that run on worker threads: the views of each share of
+    the parts (:meth:`fill`), then the checks of each share of the rows
+    (:meth:`check`: no NUL inside, valid UTF-8, both done by Polars on a
+    binary slice); then :meth:`series` hands the views over as a String
+    array without a second validation.
+    """
+
+    def __init__(self, pla: _Placement, valid: np.ndarray) -> None:
+        self.pla = pla
+        self.valid = valid
+        self.views = np.zeros((pla.n, 4), np.uint32)
+        self.buffers: list[pa.Buffer] = []
+        self.first_buffer: dict[int, int] = {}
+        for pt in pla.parts:
+            if id(pt.buf) not in self.first_buffer:
+                self.first_buffer[id(pt.buf)] = len(self.buffers)
+                self.buffers += _view_buffers(pt.buf)
+        self.binary: pl.Series | None = None
+
+    def fill(self, share: range) -> None:
+        """Views of the text rows of parts ``share``."""
+        for i in share:
+            pt = self.pla.parts[i]
+            rows = self.pla.text_rows(i)
+            if not len(rows):
+                continue
+            p, lens = _text_span(pt, rows)
+            nl = np.flatnonzero(lens > 0)
+            lens[nl] -= pt.buf[p[nl] + lens[nl] - 1] == ord("\n")
+            self.views[self.pla.at(i, rows)] = _text_views(pt.buf, p, lens,
+                                                           self.first_buffer[id(pt.buf)])
+
+    def check(self, rows: slice) -> bool:
+        """Are the texts of ``rows`` free of NULs and valid UTF-8?"""
+        assert self.binary is not None
+        part = self.binary.slice(rows.start, rows.stop - rows.start)
+        if part.bin.contains(b"\x00").any():
+            return False
         try:
-            return binary.cast(pl.String)
-        except pl.exceptions.ComputeError:  # not valid UTF-8 somewhere
-            pass
-    return _repair(pl_, valid, views, buffers, odd)
+            part.cast(pl.String)
+        except pl.exceptions.ComputeError:
+            return False
+        return True
+
+    def series(self, checked: bool) -> pl.Series:
+        """The column; ``checked``: every share passed :meth:`check`."""
+        if not checked:
+            binary = _binary(self.views, self.valid, self.buffers)
+            odd = binary.bin.contains(b"\x00").fill_null(False).to_numpy()
+            return _repair(self.pla, self.valid, self.views, self.buffers, odd)
+        n = len(self.views)
+        arr = pa.Array.from_buffers(pa.string_view(), n,
+                                    [_bits(self.valid), pa.py_buffer(self.views),
+                                     *self.buffers],
+                                    null_count=int(n - np.count_nonzero(self.valid)))
+        return pl.Series("text", pl.from_arrow(arr))
+
+
+def _shares(n: int, k: int) -> list[range]:
+    step = -(-n // k) if n else 1
+    return [range(a, min(a + step, n)) for a in range(0, n, step)]
 
 
 def _text_span(pt: Part, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +313,7 @@ def _repair(pl_: _Placement, valid: np.ndarray, views: np.ndarray,
     p = np.zeros(n, np.int64)
     tlen = np.zeros(n, np.int64)
     for i, pt in enumerate(pl_.parts):
-        rows = pl_.text_rows[i]
+        rows = pl_.text_rows(i)
         at = pl_.at(i, rows)
         src[at] = i
         p[at], tlen[at] = _text_span(pt, rows)
@@ -283,16 +344,32 @@ def _repair(pl_: _Placement, valid: np.ndarray, views: np.ndarray,
     return text.scatter(idx, pl.Series(fixed, dtype=pl.String))
 
 
+def merge_order(parts: Sequence[Part]) -> np.ndarray | None:
+    """The permutation of the parts' concatenation into (time_us, cpu, seq) order.
+
+    Parts come in (cpu, seq) order, so one *stable* sort on time is enough
+    (timsort: each CPU is an already sorted run, the sort merges the runs).
+    None when the concatenation is already in order.
+    """
+    t = np.concatenate([p.header()["time"] for p in parts]) if len(parts) > 1 else (
+        parts[0].header()["time"])
+    if len(t) < 2 or not (t[1:] < t[:-1]).any():
+        return None
+    return np.argsort(t, kind="stable")
+
+
 def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
-                  columns: Iterable[str] | None = None) -> pl.DataFrame:
+                  columns: Iterable[str] | None = None, merge: bool = False) -> pl.DataFrame:
     """The records table (schema.RECORDS) of ``parts`` concatenated, rows in ``order``.
 
-    ``order`` permutes the concatenation (the merged order); ``columns`` limits
-    the table to the columns somebody asked for (the others are not computed).
+    ``order`` permutes the concatenation; ``merge`` computes the merged order
+    (:func:`merge_order`) here, so that its memory is given back as soon as
+    it is used.  ``columns`` limits the table to the columns somebody asked
+    for (the others are not computed).
     """
     want = list(schema.RECORDS) if columns is None else [c for c in schema.RECORDS
                                                           if c in set(columns)]
-    pla = _Placement(parts, order)
+    pla = _Placement(parts, merge_order(parts) if merge and parts else order)
     n = pla.n
     if n == 0:
         return schema.empty({c: schema.RECORDS[c] for c in want})
@@ -319,23 +396,26 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
     pdu = pla.column(np.uint16, lambda pt: pt.header()["pdu_len"])
     if "pdu_len" in want:
         put("pdu_len", pdu)
-    if "text" in want:
-        cols["text"] = _text_column(pla, is_text).rename("text")
+    # The text column (views, NUL check, UTF-8 validation) and the iotimes
+    # columns are built on worker threads while this one writes the others.
+    ex = pool()
+    workers = ex._max_workers
+    text = _TextColumn(pla, is_text) if "text" in want else None
+    filled = [ex.submit(text.fill, sh) for sh in _shares(len(parts), workers)] if text else []
     io_want = [(c, f) for c, f in IO_FIELDS if c in want]
+    io_cols = ex.submit(pla.iotimes, io_want) if io_want else None
+    checks = []
+    if text is not None:
+        for f in filled:
+            f.result()
+        text.binary = _binary(text.views, text.valid, text.buffers)
+        checks = [ex.submit(text.check, slice(r.start, r.stop))
+                  for r in _shares(n, workers)]
     if io_want or "n_cs" in want:
         valid = _bits(is_iot)
-        nulls = n - sum(len(r) for r in pla.iot_rows)
-        if io_want:
-            # The iotimes headers, read once, in output order.
-            at = [pla.at(i, r) for i, r in enumerate(pla.iot_rows)]
-            iot = np.concatenate([gather(pt.buf, pt.starts[r] + _H, L.IOTIMES_HEADER_DTYPE)
-                                  for pt, r in zip(parts, pla.iot_rows, strict=True)])
-            pos = np.concatenate(at)
-            if order is not None:
-                by = np.argsort(pos)
-                pos, iot = pos[by], iot[by]
-            for name, src in io_want:
-                full = pla.sparse(L.IOTIMES_HEADER_DTYPE[src], pos, iot[src])
+        nulls = n - int(np.count_nonzero(is_iot))
+        if io_cols is not None:
+            for name, full in io_cols.result().items():
                 cols[name] = _nullable(name, full, valid, nulls)
         if "n_cs" in want:
             ncs = np.zeros(n, np.uint16)
@@ -351,6 +431,8 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
         put("time_backwards", pla.column(bool, Part.time_backwards))
     if "payload" in want:
         cols["payload"] = _payloads(pla)
+    if text is not None:
+        cols["text"] = text.series(all(c.result() for c in checks))
     return schema.conform(pl.DataFrame([cols[c] for c in want]),
                           {c: schema.RECORDS[c] for c in want})
 
@@ -379,27 +461,32 @@ def _payloads(pla: _Placement) -> pl.Series:
     return s.scatter(np.concatenate(idx), pl.Series(vals, dtype=pl.Binary))
 
 
-def cs_frame(part: Part) -> pl.DataFrame:
-    """The chunk-server entries (schema.CS) of one CPU's iotimes records."""
-    hdr = part.header()
-    is_iot = hdr["type"] == L.TYPE_IOTIMES
-    rows = np.flatnonzero(is_iot)
-    counts = (hdr["pdu_len"][rows].astype(np.int64) - _IOT) // _CS
-    total = int(counts.sum()) if counts.size else 0
-    if total == 0:
+def cs_frame(parts: Part | Sequence[Part]) -> pl.DataFrame:
+    """The chunk-server entries (schema.CS) of the iotimes records of ``parts``
+    (in their order: cpu, seq)."""
+    parts = [parts] if isinstance(parts, Part) else list(parts)
+    ent, cpu, seq, idx = [], [], [], []
+    for part in parts:
+        hdr = part.header()
+        rows = np.flatnonzero(hdr["type"] == L.TYPE_IOTIMES)
+        counts = (hdr["pdu_len"][rows].astype(np.int64) - _IOT) // _CS
+        total = int(counts.sum()) if counts.size else 0
+        if total == 0:
+            continue
+        k = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        pos = np.repeat(part.starts[rows] + _H + _IOT, counts) + k * _CS
+        ent.append(gather(part.buf, pos, L.IOTIMES_CS_DTYPE))
+        cpu.append(np.full(total, part.cpu, np.uint16))
+        seq.append(np.repeat(part.seqs()[rows], counts))
+        idx.append(k.astype(np.uint8))
+    if not ent:
         return schema.empty(schema.CS)
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    idx = np.arange(total) - first
-    pos = np.repeat(part.starts[rows] + _H + _IOT, counts) + idx * _CS
-    ent = gather(part.buf, pos, L.IOTIMES_CS_DTYPE)
+    e = np.concatenate(ent) if len(ent) > 1 else ent[0]
+    del ent
     return pl.DataFrame({
-        "cpu": np.full(total, part.cpu, np.uint16),
-        "seq": np.repeat(part.seqs()[rows], counts),
-        "idx": idx.astype(np.uint8),
-        "csid": np.ascontiguousarray(ent["csid"]),
-        "misc": np.ascontiguousarray(ent["misc"]),
-        "ts_net": np.ascontiguousarray(ent["ts_net"]),
-        "ts_io": np.ascontiguousarray(ent["ts_io"]),
+        "cpu": np.concatenate(cpu), "seq": np.concatenate(seq), "idx": np.concatenate(idx),
+        "csid": np.ascontiguousarray(e["csid"]), "misc": np.ascontiguousarray(e["misc"]),
+        "ts_net": np.ascontiguousarray(e["ts_net"]), "ts_io": np.ascontiguousarray(e["ts_io"]),
     })
 
 
