@@ -138,3 +138,10 @@ def test_readme_message_table_is_generated_from_the_catalogue():
                                              (10_000_000, 46), (10**9, 46)])
 def test_prometheus_buckets(lat, bucket):
     assert P.bucket_of(lat) == bucket
+
+
+def test_readme_export_schema_is_generated_from_the_code():
+    from ktrace_decode.pipeline.export_doc import markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown().strip() in readme
