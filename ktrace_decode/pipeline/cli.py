@@ -16,7 +16,6 @@ from pathlib import Path
 from ..cli_common import add_input_args, check_strict, load_input, parse_time
 from ..errors import UsageError
 from . import export as export_mod
-from . import io
 from .analysis import analyze_decoded
 from .io import FORMATS
 from .report import render
@@ -106,6 +105,9 @@ def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "chrome://tracing); prometheus: metrics.prom (the dump's prometheus "
                         "file as Prometheus text exposition)")
     p.add_argument("--force", action="store_true", help="replace existing files")
+    p.add_argument("--excel-safe", action="store_true",
+                   help="CSV: prefix text cells starting with = + - @ with ' so a spreadsheet "
+                        "does not run them as formulas")
     p.set_defaults(func=run_export)
     return p
 
@@ -156,14 +158,14 @@ def run_analyze(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     if args.format in export_mod.SINGLE_FILE:
         return _run_single_file_export(args)
-    export_mod.prepare(args.out, args.format, args.force)  # refuse before decoding
-    analyses = []
-    decodeds = []
-    for path in args.paths:
-        decoded = load_input(args, path)
-        decodeds.append(decoded)
-        analyses.append((path, analyze_decoded(decoded)))
-    written = export_mod.export(analyses, args.out, args.format, args.force)
+    with export_mod.prepare(args.out, args.format, args.force) as out:  # refuse before decoding
+        analyses = []
+        decodeds = []
+        for path in args.paths:
+            decoded = load_input(args, path)
+            decodeds.append(decoded)
+            analyses.append((path, analyze_decoded(decoded)))
+        written = export_mod.export(analyses, out, args.format, excel_safe=args.excel_safe)
     sys.stderr.write(f"wrote {len(written)} files to {args.out}:\n")
     for w in written:
         sys.stderr.write(f"  {w.path.name:<22} {w.rows:>12,} rows\n")
@@ -178,11 +180,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _run_single_file_export(args: argparse.Namespace) -> int:
     """--format perfetto | prometheus: one file for all the dumps."""
-    target = export_mod.prepare_single(args.out, args.format, args.force)
-    dumps = [(path, load_input(args, path)) for path in args.paths]
-    text = export_mod.single_file_text(args.format, dumps)
-    io.write_text(text, target)
-    sys.stderr.write(f"wrote {target} ({len(text):,} bytes)\n")
+    name = export_mod.SINGLE_FILE[args.format]
+    with export_mod.prepare_single(args.out, args.format, args.force) as out:
+        dumps = [(path, load_input(args, path)) for path in args.paths]
+        text = export_mod.single_file_text(args.format, dumps)
+        out.write_text(name, text)
+    sys.stderr.write(f"wrote {Path(args.out) / name} ({len(text):,} bytes)\n")
     for _, decoded in dumps:
         check_strict(args, decoded)
     return 0

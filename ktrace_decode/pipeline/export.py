@@ -11,6 +11,7 @@ import polars as pl
 from .. import metrics, perfetto, schema
 from ..decode import Decoded
 from ..errors import InputError
+from ..safe_output import OutputDir
 from . import io, tables
 from .analysis import Analysis, analyze_decoded
 
@@ -45,22 +46,19 @@ def combine(analyses: Sequence[tuple[str, Analysis]]) -> dict[str, pl.DataFrame]
     return out
 
 
-def prepare(out_dir: Path, fmt: str, force: bool) -> list[Path]:
-    """Check (before any decoding) that the outputs may be written; returns the targets."""
-    targets = io.target_paths(out_dir, SCHEMAS, fmt)
-    io.prepare_out_dir(out_dir, targets, force)
-    return targets
+def prepare(out_dir: Path, fmt: str, force: bool) -> OutputDir:
+    """Check (before any decoding) that the outputs may be written; the open directory."""
+    return io.open_out(out_dir, io.file_names(SCHEMAS, fmt), force)
 
 
-def export(analyses: Sequence[tuple[str, Analysis]], out_dir: Path, fmt: str,
-           force: bool) -> list[Written]:
-    """Write every table (one file each, atomically); refuse to overwrite without ``force``."""
-    targets = prepare(out_dir, fmt, force)
+def export(analyses: Sequence[tuple[str, Analysis]], out: OutputDir, fmt: str,
+           excel_safe: bool = False) -> list[Written]:
+    """Write every table (one file each, atomically) into the prepared directory."""
     frames = combine(analyses)
     written = []
-    for path, df in zip(targets, frames.values(), strict=True):
-        io.write_table(df, path, fmt)
-        written.append(Written(path, df.height))
+    for name, df in zip(io.file_names(SCHEMAS, fmt), frames.values(), strict=True):
+        out.write_frame(name, df, fmt, excel_safe=excel_safe)
+        written.append(Written(out.path / name, df.height))
     return written
 
 
@@ -68,11 +66,9 @@ def export(analyses: Sequence[tuple[str, Analysis]], out_dir: Path, fmt: str,
 SINGLE_FILE = {"perfetto": "trace.json", "prometheus": "metrics.prom"}
 
 
-def prepare_single(out_dir: Path, fmt: str, force: bool) -> Path:
+def prepare_single(out_dir: Path, fmt: str, force: bool) -> OutputDir:
     """Check (before decoding) that the single output file may be written."""
-    target = out_dir / SINGLE_FILE[fmt]
-    io.prepare_out_dir(out_dir, [target], force)
-    return target
+    return io.open_out(out_dir, [SINGLE_FILE[fmt]], force)
 
 
 def single_file_text(fmt: str, dumps: Sequence[tuple[str, Decoded]]) -> str:
