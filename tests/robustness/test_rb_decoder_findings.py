@@ -1,0 +1,88 @@
+"""Decoder bugs found by the robustness work, each with its smallest reproducer.
+
+They live in ``scan.py`` (not ours to edit): the tests are ``xfail`` until it
+is fixed -- an XPASS in the report means the fix landed and the marker can go.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_rb_resources import peak_rss_of, scan_all
+
+from helpers import decode_bytes, text_rec
+
+MiB = 1 << 20
+
+
+def stale_storm(n: int) -> bytes:
+    """Repeat: a good record, one byte of garbage, nine plausible records 5 s older
+    (stale: the resync must skip them), then the next good record."""
+    stale = b"".join(text_rec(5_000_000 + j, "f: s") for j in range(9))
+    out = bytearray()
+    k = 0
+    while len(out) < n:
+        out += text_rec(10_000_000 + k, "f: good") + b"\x01" + stale
+        k += 1
+    return bytes(out[:n])
+
+
+@pytest.mark.xfail(reason="scan._first_not_older scans every remaining candidate of the chunk "
+                          "after the 8 closest ones, once per resync: quadratic per chunk",
+                   strict=False)
+def test_stale_storm_is_linear():
+    """Each resync whose 8 nearest candidates are stale costs O(candidates left in
+    the chunk) (``np.flatnonzero(time[idx[r:]] >= floor)`` over the whole rest),
+    so a chunk (8 MiB) of this pattern costs O(chunk^2): measured 0.36 s for
+    1 MiB and 11.1 s for 8 MiB (0.06 s for 256 KiB, 5.8 s for 4 MiB).  Fix:
+    search forward in growing windows (8, 16, 32, ... candidates) so a resync
+    costs O(distance to the hit)."""
+    a, b = stale_storm(MiB // 4), stale_storm(4 * MiB)  # 16x the bytes
+    t0 = time.perf_counter()
+    ra, _, _ = decode_bytes(a)
+    ta = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decode_bytes(b)
+    tb = time.perf_counter() - t0
+    assert ra["text"].unique().to_list() == ["f: good"]  # the rule itself works
+    assert tb / ta < 40, f"{ta:.3f}s -> {tb:.3f}s for 16x the bytes (linear: ~16x)"
+
+
+@pytest.mark.xfail(reason="scan._tail_skips builds a Python list of every magic after the "
+                          "last record (find_magic(...).tolist()): memory O(file), not O(chunk)",
+                   strict=False)
+def test_magic_filled_tail_takes_memory_bounded_by_the_chunk():
+    """A buffer whose chain breaks early and never resyncs (here: nothing but
+    ``9c f5``, whose times are implausible) ends in ``_tail_skips``, which lists
+    every magic of the whole tail in Python: 64 MiB of it took 15.8 s and a
+    1.9 GiB peak RSS; a 4 GiB dump of it would need ~120 GiB.  Fix: a cut-off
+    record must start within the last 16 + 65535 bytes (pdu_len is 16 bits), so
+    search only ``[max(pos, end - 16 - 0xFFFF), end)``."""
+    chunk = MiB // 2
+    small_in, big_in = b"\x9c\xf5" * MiB, b"\x9c\xf5" * (4 * MiB)
+    small = peak_rss_of(scan_all(small_in, chunk))
+    big = peak_rss_of(scan_all(big_in, chunk))
+    assert big < 1.5 * small + 4 * MiB, f"peak {small / MiB:.0f} MiB -> {big / MiB:.0f} MiB"
+
+
+@pytest.mark.xfail(reason="one damaged timestamp right before a break sets the stale floor "
+                          "and every later resync candidate is rejected", strict=False)
+def test_one_bad_timestamp_does_not_lose_the_rest_of_the_file():
+    """20 records 10 us apart; record 9's time has bit 50 flipped (a plausible
+    2**50 us, so it is kept), and 3 bytes of garbage follow it.  The resync floor
+    becomes that bogus time - 1 s, every later record is "stale", and records
+    10..19 -- intact -- are reported as 263 bytes of garbage, with no resync.
+    (The same happens whenever the last record before any break has a time in
+    the future, e.g. a spliced or partly overwritten header.)  Fix idea: take
+    the floor from a time that is confirmed by its neighbours (e.g. the
+    minimum of the last few records), or fall back to the best chained
+    candidate when the floor rejects everything to the end of the buffer."""
+    recs = [text_rec(5_000_000 + 10 * i, f"f: rec {i}") for i in range(20)]
+    bad = bytearray(recs[9])
+    bad[8 + 6] ^= 0x04  # time byte 6, bit 2 = bit 50 of the timestamp
+    recs[9] = bytes(bad)
+    recs[10] = b"\x01\x02\x03" + recs[10]
+    got, _, rep = decode_bytes(b"".join(recs))
+    assert got.height == 20 and rep.skipped_bytes == 3, (
+        f"{got.height} records, {rep.skipped_bytes} bytes skipped, {rep.resyncs} resyncs")
