@@ -1,7 +1,8 @@
 """Decoder bugs found by the robustness work, each with its smallest reproducer.
 
-They live in ``scan.py`` (not ours to edit): the tests are ``xfail`` until it
-is fixed -- an XPASS in the report means the fix landed and the marker can go.
+They live in ``scan.py`` (not ours to edit).  An open one is ``xfail`` (an
+XPASS means the fix landed and the marker can go); a fixed one stays as a
+regression test, with the commit that fixed it.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ def stale_storm(n: int) -> bytes:
     return bytes(out[:n])
 
 
-@pytest.mark.xfail(reason="scan._first_not_older scans every remaining candidate of the chunk "
-                          "after the 8 closest ones, once per resync: quadratic per chunk",
-                   strict=False)
 def test_stale_storm_is_linear():
-    """Each resync whose 8 nearest candidates are stale costs O(candidates left in
-    the chunk) (``np.flatnonzero(time[idx[r:]] >= floor)`` over the whole rest),
+    """Fixed in 02bd841 (resync look-ahead in doubling windows).  Was: each
+    resync whose 8 nearest candidates are stale cost O(candidates left in the
+    chunk) (``np.flatnonzero(time[idx[r:]] >= floor)`` over the whole rest),
     so a chunk (8 MiB) of this pattern costs O(chunk^2): measured 0.36 s for
     1 MiB and 11.1 s for 8 MiB (0.06 s for 256 KiB, 5.8 s for 4 MiB).  Fix:
     search forward in growing windows (8, 16, 32, ... candidates) so a resync
@@ -49,11 +48,9 @@ def test_stale_storm_is_linear():
     assert tb / ta < 40, f"{ta:.3f}s -> {tb:.3f}s for 16x the bytes (linear: ~16x)"
 
 
-@pytest.mark.xfail(reason="scan._tail_skips builds a Python list of every magic after the "
-                          "last record (find_magic(...).tolist()): memory O(file), not O(chunk)",
-                   strict=False)
 def test_magic_filled_tail_takes_memory_bounded_by_the_chunk():
-    """A buffer whose chain breaks early and never resyncs (here: nothing but
+    """Fixed in 02bd841 (tail search limited to the last 64 KiB).  Was: a buffer
+    whose chain breaks early and never resyncs (here: nothing but
     ``9c f5``, whose times are implausible) ends in ``_tail_skips``, which lists
     every magic of the whole tail in Python: 64 MiB of it took 15.8 s and a
     1.9 GiB peak RSS; a 4 GiB dump of it would need ~120 GiB.  Fix: a cut-off
