@@ -395,6 +395,9 @@ class DumpStream:
             if not count and not live:
                 return
             horizon = min(hi[c] for c in live) - MERGE_SLACK_US if live else None
+            if live and count < PENDING_CAP and self._older(pending, horizon) < self.batch // 2:
+                read(min(live, key=hi.__getitem__))  # too few to print yet: read on
+                continue
             inclusive = False
             if live and count >= PENDING_CAP:
                 t = np.concatenate([p.header()["time"] for ps in pending for p in ps])
@@ -409,6 +412,11 @@ class DumpStream:
             yield records_frame(out, columns=self.columns, merge=True)
             del out
             self._release(pending)
+
+    @staticmethod
+    def _older(pending: list[list[Part]], horizon: int | None) -> int:
+        return sum(int(np.count_nonzero(p.header()["time"] < horizon)) if horizon is not None
+                   else len(p) for ps in pending for p in ps)
 
     @staticmethod
     def _take(pending: list[list[Part]], horizon: int | None, inclusive: bool) -> list[Part]:
@@ -451,6 +459,6 @@ class DumpStream:
             if mm is None or low is None:
                 continue
             low -= low % mmap.PAGESIZE
-            if low - self._released[c] >= 1 << 22:
+            if low - self._released[c] >= 1 << 20:
                 mm.madvise(mmap.MADV_DONTNEED, self._released[c], low - self._released[c])
                 self._released[c] = low

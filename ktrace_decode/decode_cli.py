@@ -111,12 +111,13 @@ class RecordWriter:
     def write(self, df: pl.DataFrame) -> None:
         for part in render.batches(df):
             if self.fmt == "text":
-                block = render.text_block(part)
+                blocks = render.text_block(part)
                 if self.raw is not None:
                     self.out.flush()
-                    self.raw.write(block)
+                    for block in blocks:
+                        self.raw.write(block)
                 else:
-                    self.out.write(bytes(block).decode("utf-8"))
+                    self.out.write(b"".join(bytes(b) for b in blocks).decode("utf-8"))
             elif self.fmt == "jsonl":
                 self.out.write(render.jsonl_text(part))
             else:
@@ -138,7 +139,7 @@ def write_records(df: pl.DataFrame, fmt: str, out: TextIO) -> None:
 
 _DONE = object()
 #: Batches decoded ahead of the one being written.
-PREFETCH = 2
+PREFETCH = 1
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
@@ -228,7 +229,7 @@ def run_decode(args: argparse.Namespace) -> int:
     stream = DumpStream(open_dump(args.path), layout=args.layout, subbuf_size=args.subbuf_size,
                         n_subbufs=args.n_subbufs,
                         columns=TEXT_COLUMNS if args.format == "text" else None,
-                        release_lag=PREFETCH + 2)
+                        release_lag=PREFETCH + 1)
     writer = RecordWriter(args.format, sys.stdout)
     shown = 0
     empty: pl.DataFrame | None = None

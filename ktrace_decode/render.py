@@ -140,14 +140,15 @@ def _prefix_matrix(cpu: np.ndarray, t: np.ndarray, typ: np.ndarray, ovfl: np.nda
     return out.view(np.uint8).reshape(n, _PREFIX)
 
 
-def text_block(df: pl.DataFrame) -> pa.Buffer | bytes:
-    """The text lines of ``df`` (each ending in a newline) as one block of bytes.
+def text_block(df: pl.DataFrame) -> list[pa.Buffer]:
+    """The text lines of ``df`` (each ending in a newline) as blocks of bytes to
+    write one after the other (Arrow buffers, not copies).
 
-    Byte for byte the same as ``"".join(line + "\n" for line in text_lines(df))``.
+    Together byte for byte ``"".join(line + "\n" for line in text_lines(df))``.
     """
     n = df.height
     if n == 0:
-        return b""
+        return []
     cpu = df["cpu"].to_numpy()
     t = df["time_us"].to_numpy()
     typ = df["type"].to_numpy()
@@ -179,9 +180,40 @@ def text_block(df: pl.DataFrame) -> pa.Buffer | bytes:
     if lng.size:
         msg = msg.scatter(lng, msg.gather(lng) + _LONG_FLAG)
     lines = pl.select(pl.concat_str([pl.lit(prefix), pl.lit(msg), pl.lit("\n")])).to_series()
-    out = lines.to_arrow(compat_level=pl.CompatLevel.oldest())
-    offsets = np.frombuffer(out.buffers()[1], np.int64, n + 1, out.offset * 8)
-    return out.buffers()[2][int(offsets[0]) : int(offsets[-1])]
+    return _line_bytes(lines)
+
+
+def _line_bytes(lines: pl.Series) -> list[pa.Buffer]:
+    """The bytes of ``lines`` back to back, without copying them when possible.
+
+    Polars writes the strings of a fresh column one after the other into its
+    data buffers; when the views say so (checked here), those buffers *are*
+    the output.  Otherwise the column is copied into one contiguous buffer.
+    """
+    n = len(lines)
+    arr = lines.to_arrow(compat_level=pl.CompatLevel.newest())
+    bufs = arr.buffers()
+    if isinstance(arr, pa.StringViewArray) and bufs[0] is None and len(bufs) > 2:
+        v = np.frombuffer(bufs[1], np.uint32, 4 * n, 16 * arr.offset).reshape(n, 4)
+        ln, bi, off = v[:, 0].astype(np.int64), v[:, 2], v[:, 3].astype(np.int64)
+        same = bi[1:] == bi[:-1]
+        if ((ln > 12).all()  # nothing inlined in a view
+                and (np.where(same, off[1:] == off[:-1] + ln[:-1],
+                              (bi[1:] == bi[:-1] + 1) & (off[1:] == 0))).all()):
+            out = []
+            for b in np.unique(bi).tolist():
+                rows = np.flatnonzero(bi == b)
+                first, last = int(rows[0]), int(rows[-1])
+                out.append(bufs[2 + b][int(off[first]) : int(off[last] + ln[last])])
+            return out
+    large = lines.to_arrow(compat_level=pl.CompatLevel.oldest())
+    offsets = np.frombuffer(large.buffers()[1], np.int64, n + 1, large.offset * 8)
+    return [large.buffers()[2][int(offsets[0]) : int(offsets[-1])]]
+
+
+def text_bytes(df: pl.DataFrame) -> bytes:
+    """:func:`text_block` joined into one bytes object (for tests and small outputs)."""
+    return b"".join(bytes(b) for b in text_block(df))
 
 
 def _prefix_strings(df: pl.DataFrame) -> pl.Series:

@@ -106,7 +106,7 @@ def _lines(df: pl.DataFrame) -> bytes:
 
 def test_fast_text_renderer_matches_the_reference(dump):
     df = decode(dump).records
-    assert bytes(render.text_block(df)) == _lines(df)
+    assert render.text_bytes(df) == _lines(df)
 
 
 def test_fast_text_renderer_on_odd_rows():
@@ -123,5 +123,11 @@ def test_fast_text_renderer_on_odd_rows():
     recs.append(L.build_record(L.TYPE_IOTIMES, 14, io))
     frames = [decode_bytes(b"".join(recs), cpu=c)[0] for c in (0, 7, 1000, 65535)]
     df = pl.concat(frames)
-    assert bytes(render.text_block(df)) == _lines(df)
-    assert render.text_block(df.clear()) == b""
+    assert render.text_bytes(df) == _lines(df)
+    assert render.text_bytes(df.clear()) == b""
+
+
+def test_line_bytes_copies_when_the_views_are_not_in_order():
+    lines = pl.Series([f"line {i} of a column long enough\n" for i in range(1000)])
+    for s in (lines, lines.reverse(), lines.gather(np.r_[5:1000, 0:5]), lines.slice(7, 300)):
+        assert b"".join(bytes(b) for b in render._line_bytes(s)) == "".join(s).encode()
