@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import queue
 import sys
 import threading
@@ -221,6 +222,9 @@ def summary(decoded: Decoded, shown: int, n_records: int | None = None) -> str:
 
 
 def run_decode(args: argparse.Namespace) -> int:
+    # Everything imported so far lives until exit: keep the cyclic GC from
+    # walking it again and again while batches come and go.
+    gc.freeze()
     if args.grep:
         try:
             pl.select(pl.lit("").str.contains(args.grep))
