@@ -131,3 +131,24 @@ def test_line_bytes_copies_when_the_views_are_not_in_order():
     lines = pl.Series([f"line {i} of a column long enough\n" for i in range(1000)])
     for s in (lines, lines.reverse(), lines.gather(np.r_[5:1000, 0:5]), lines.slice(7, 300)):
         assert b"".join(bytes(b) for b in render._line_bytes(s)) == "".join(s).encode()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_text_repair_agrees_with_the_construct_path(seed):
+    """Damaged input with NULs and invalid UTF-8 inside texts (the rows the
+    fast path hands to Python)."""
+    rng = np.random.default_rng(seed)
+    recs = sample_stream(10)
+    recs[3] = L.build_record(L.TYPE_TEXT, 5_000_031, b"f: a\0b\xff\0")
+    recs[6] = text_rec(5_000_061, "f: caf\u00e9\n")
+    body = bytearray(b"".join(recs))
+    for _ in range(int(rng.integers(0, 3))):
+        p = int(rng.integers(0, len(body)))
+        body[p:p + int(rng.integers(1, 6))] = rng.integers(0, 256, int(rng.integers(0, 12)),
+                                                            dtype=np.uint8).tobytes()
+    data = bytes(body)
+    slow, scs, _ = slowpath.decode_bytes(data)
+    fast, fcs, _ = decode_bytes(data)
+    assert_frame_equal(fast, slow)
+    assert_frame_equal(fcs, scs)
