@@ -33,7 +33,7 @@ from ..pipeline import Analysis, analyze_decoded
 from .events_view import EventsView, format_rows
 from .filters import FilterError, parse_filter
 
-TABS = ("overview", "episodes", "events", "health")
+TABS = ("overview", "episodes", "events", "io", "health")
 SLOW_US = 100_000  # episodes slower than this are highlighted
 
 
@@ -208,7 +208,7 @@ class KtraceApp(App[None]):
         with Vertical(id="loading"):
             yield Label("decoding…", id="loading-label")
             yield ProgressBar(total=100, show_eta=False, id="progress")
-        with TabbedContent(*[t.capitalize() for t in TABS], id="tabs"):
+        with TabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"):
                 yield VerticalScroll(Static(id="overview-text"))
             with TabPane("Episodes", id="episodes"):
@@ -218,6 +218,9 @@ class KtraceApp(App[None]):
                             id="filter")
                 yield Label("", id="events-status")
                 yield EventsView(pl.DataFrame(), id="events-view")
+            with TabPane("IO", id="io"):
+                yield Static(id="io-text")
+                yield DataTable(id="io-table", zebra_stripes=True)
             with TabPane("Health", id="health"):
                 yield VerticalScroll(Static(id="health-text"),
                                      DataTable(id="health-table", zebra_stripes=True))
@@ -256,6 +259,7 @@ class KtraceApp(App[None]):
         self._fill_episodes()
         self.query_one("#events-view", EventsView).set_records(self.view_frame)
         self._fill_health()
+        self._fill_io()
         self.query_one("#loading").display = False
         self.query_one("#tabs").display = True
 
@@ -351,6 +355,29 @@ class KtraceApp(App[None]):
         self._fill_episodes(self.analysis.invalidations.sort(
             by, descending=descending, nulls_last=True))
 
+    # --- io ----------------------------------------------------------------------------
+    def _fill_io(self) -> None:
+        """Is it the invalidation or the storage underneath? Per chunk server latency."""
+        assert self.analysis is not None
+        io = self.analysis.summary.get("io") or {}
+        slow = io.get("slowest_io") or []
+        head = [f"[b]IO latency[/b]: {io.get('iotimes_records', 0):,} iotimes records; "
+                "per chunk server and request (us), busiest first"]
+        if slow:
+            w = slow[0]
+            head.append(f"slowest IO: {_us(w['total_us'])} ({w['request']}, nodeid "
+                        f"{w['nodeid']}, cpu {w['cpu']}, at {_sec(w['time_us'])})")
+        self.query_one("#io-text", Static).update("\n".join(head))
+        t = self.query_one("#io-table", DataTable)
+        t.clear(columns=True)
+        cols = ("csid", "request", "count", "net_p50_us", "net_p99_us", "io_p50_us",
+                "io_p99_us", "io_max_us")
+        for c in cols:
+            t.add_column(c.removesuffix("_us").replace("_", " "), width=max(8, len(c) - 3))
+        for r in self.analysis.cs.sort("count", "csid", descending=[True, False]).iter_rows(
+                named=True):
+            t.add_row(*(str(r[c]) for c in cols))
+
     # --- health -------------------------------------------------------------------------
     def _fill_health(self) -> None:
         assert self.decoded is not None and self.analysis is not None
@@ -378,7 +405,8 @@ class KtraceApp(App[None]):
         self.query_one("#health-text", Static).update("\n".join(lines))
 
     # --- actions -------------------------------------------------------------------------
-    _FOCUS = {"episodes": "#episodes-table", "events": "#events-view", "health": "#health-table"}
+    _FOCUS = {"episodes": "#episodes-table", "events": "#events-view", "io": "#io-table",
+              "health": "#health-table"}
 
     @on(TabbedContent.TabActivated)
     def focus_pane(self, ev: TabbedContent.TabActivated) -> None:

@@ -98,7 +98,7 @@ async def test_health_and_help():
     app = create_app(sample_path("overflow"))
     async with app.run_test(size=(120, 40)) as pilot:
         await _loaded(pilot)
-        for _ in range(3):
+        for _ in range(4):
             await pilot.press("tab")
         table = app.query_one("#health-table")
         assert table.row_count == 2
@@ -149,3 +149,18 @@ def test_snapshot_events(snap_compare, size):
         await _settled(pilot)
 
     assert snap_compare(create_app(STORM), terminal_size=size, run_before=go)
+
+
+async def test_io_screen_lists_every_chunk_server():
+    app = create_app(STORM)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _loaded(pilot)
+        app.query_one("#tabs").active = "io"
+        await pilot.pause()
+        table = app.query_one("#io-table")
+        cs = app.analysis.cs.sort("count", "csid", descending=[True, False])
+        assert table.row_count == cs.height and cs.height > 0
+        top = cs.row(0, named=True)
+        assert [str(c) for c in table.get_row_at(0)][:4] == [
+            str(top["csid"]), top["request"], str(top["count"]), str(top["net_p50_us"])]
+        assert "slowest IO" in str(app.query_one("#io-text").render())
