@@ -343,10 +343,11 @@ class DumpStream:
     def __init__(self, dump: Dump, layout: str = "auto",
                  subbuf_size: int = L.RELAY_SUBBUF_SIZE, n_subbufs: int = L.RELAY_N_SUBBUFS,
                  columns: list[str] | None = None, batch: int = STREAM_BATCH,
-                 chunk: int = STREAM_CHUNK, release_lag: int = 0) -> None:
+                 chunk: int = STREAM_CHUNK, release_lag: int = 0, nul_cut: bool = True) -> None:
         _check_options(layout, subbuf_size, n_subbufs)
         self.dump = dump
         self.columns = columns
+        self.nul_cut = nul_cut  # see records_frame
         self.batch = batch
         self._gens = [scan_parts(src, layout, subbuf_size, n_subbufs, chunk)
                       for src in dump.traces]
@@ -409,7 +410,7 @@ class DumpStream:
                 continue
             for p in out:
                 self._frontier[p.cpu] = max(self._frontier.get(p.cpu, 0), int(p.starts[-1]))
-            yield records_frame(out, columns=self.columns, merge=True)
+            yield records_frame(out, columns=self.columns, merge=True, nul_cut=self.nul_cut)
             del out
             self._release(pending)
 

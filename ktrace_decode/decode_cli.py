@@ -103,8 +103,9 @@ def _out(out: TextIO) -> BinaryIO | None:
 class RecordWriter:
     """Write records batch by batch (bounded memory, early exit on a closed pipe)."""
 
-    def __init__(self, fmt: str, out: TextIO) -> None:
+    def __init__(self, fmt: str, out: TextIO, nul_cut: bool = True) -> None:
         self.fmt = fmt
+        self.nul_cut = nul_cut  # False: texts may still hold a NUL (see render.text_block)
         self.out = out
         self.raw = _out(out)
         self.batches = 0
@@ -112,7 +113,7 @@ class RecordWriter:
     def write(self, df: pl.DataFrame) -> None:
         for part in render.batches(df):
             if self.fmt == "text":
-                blocks = render.text_block(part)
+                blocks = render.text_block(part, self.nul_cut)
                 if self.raw is not None:
                     self.out.flush()
                     for block in blocks:
@@ -230,11 +231,14 @@ def run_decode(args: argparse.Namespace) -> int:
             pl.select(pl.lit("").str.contains(args.grep))
         except pl.exceptions.PolarsError as e:
             raise UsageError(f"--grep: bad regular expression: {str(e).splitlines()[0]}") from None
+    # Plain text output finds NULs inside texts itself, in the output bytes
+    # (one memchr), instead of in every text; --grep needs the cut texts.
+    nul_cut = args.format != "text" or bool(args.grep)
     stream = DumpStream(open_dump(args.path), layout=args.layout, subbuf_size=args.subbuf_size,
                         n_subbufs=args.n_subbufs,
                         columns=TEXT_COLUMNS if args.format == "text" else None,
-                        release_lag=PREFETCH + 1)
-    writer = RecordWriter(args.format, sys.stdout)
+                        release_lag=PREFETCH + 1, nul_cut=nul_cut)
+    writer = RecordWriter(args.format, sys.stdout, nul_cut)
     shown = 0
     empty: pl.DataFrame | None = None
     # Decoding (numpy, Polars: both release the GIL) runs one batch ahead of

@@ -241,9 +241,10 @@ class _TextColumn:
     array without a second validation.
     """
 
-    def __init__(self, pla: _Placement, valid: np.ndarray) -> None:
+    def __init__(self, pla: _Placement, valid: np.ndarray, nul_cut: bool = True) -> None:
         self.pla = pla
         self.valid = valid
+        self.nul_cut = nul_cut
         self.views = np.zeros((pla.n, 4), np.uint32)
         self.buffers: list[pa.Buffer] = []
         self.first_buffer: dict[int, int] = {}
@@ -267,10 +268,10 @@ class _TextColumn:
                                                            self.first_buffer[id(pt.buf)])
 
     def check(self, rows: slice) -> bool:
-        """Are the texts of ``rows`` free of NULs and valid UTF-8?"""
+        """Are the texts of ``rows`` free of NULs (unless not asked) and valid UTF-8?"""
         assert self.binary is not None
         part = self.binary.slice(rows.start, rows.stop - rows.start)
-        if part.bin.contains(b"\x00").any():
+        if self.nul_cut and part.bin.contains(b"\x00").any():
             return False
         try:
             part.cast(pl.String)
@@ -359,13 +360,16 @@ def merge_order(parts: Sequence[Part]) -> np.ndarray | None:
 
 
 def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
-                  columns: Iterable[str] | None = None, merge: bool = False) -> pl.DataFrame:
+                  columns: Iterable[str] | None = None, merge: bool = False,
+                  nul_cut: bool = True) -> pl.DataFrame:
     """The records table (schema.RECORDS) of ``parts`` concatenated, rows in ``order``.
 
     ``order`` permutes the concatenation; ``merge`` computes the merged order
     (:func:`merge_order`) here, so that its memory is given back as soon as
     it is used.  ``columns`` limits the table to the columns somebody asked
-    for (the others are not computed).
+    for (the others are not computed).  ``nul_cut=False`` skips the search
+    for NULs inside texts (the rare texts to cut there are then left whole):
+    for a caller that finds them more cheaply itself (``render.text_block``).
     """
     want = list(schema.RECORDS) if columns is None else [c for c in schema.RECORDS
                                                           if c in set(columns)]
@@ -400,7 +404,7 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
     # columns are built on worker threads while this one writes the others.
     ex = pool()
     workers = ex._max_workers
-    text = _TextColumn(pla, is_text) if "text" in want else None
+    text = _TextColumn(pla, is_text, nul_cut) if "text" in want else None
     filled = [ex.submit(text.fill, sh) for sh in _shares(len(parts), workers)] if text else []
     io_want = [(c, f) for c, f in IO_FIELDS if c in want]
     io_cols = ex.submit(pla.iotimes, io_want) if io_want else None

@@ -13,6 +13,7 @@ straight into the output bytes.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator
 from functools import cache
 
@@ -67,11 +68,20 @@ def text_lines(df: pl.DataFrame) -> pl.Series:
 _LONG_FLAG = " [long: cut at NUL]"
 
 
-def _iot_message(df: pl.DataFrame) -> pl.Expr:
-    return pl.format(
+def _iot_messages(sub: pl.DataFrame) -> pl.Series:
+    """The message of iotimes rows (all of ``sub`` is iotimes)."""
+    names = _io_names().gather(sub["io_type"])
+    return sub.select(pl.format(
         "ino={} {} off={} size={} lat={}us local={}us cs={}",
-        pl.col("io_ino"), _IO_NAME, pl.col("io_offset"), pl.col("io_size"), pl.col("io_lat"),
-        pl.col("io_local_delay"), pl.col("n_cs"))
+        pl.col("io_ino"), pl.lit(names), pl.col("io_offset"), pl.col("io_size"), pl.col("io_lat"),
+        pl.col("io_local_delay"), pl.col("n_cs"))).to_series()
+
+
+@cache
+def _io_names() -> pl.Series:
+    """io_type -> its name (or the number), for every u16 (a gather, not a replace)."""
+    return pl.Series([L.IOTIMES_REQUEST_TYPES.get(i, str(i)) for i in range(1 << 16)],
+                     dtype=pl.String)
 
 
 def _digits(n: int, width: int, blank_leading: bool) -> np.ndarray:
@@ -108,7 +118,7 @@ def _luts() -> dict[str, np.ndarray]:
         "sec": np.concatenate([_digits(1000, 5, True),
                                _join(_digits(100, 2, True)[1:], _digits(1000, 3, False))]),
         "us": _join(_digits(1000, 3, False), _digits(1000, 3, False)),
-        "type": _strings(["       ", "text   ", "iotimes"]),
+        "iotimes": _strings(["iotimes"]),
         "lost": _strings([" " * 11] + [f">={i} lost".ljust(11) for i in range(1, 10000)]),
     }
 
@@ -118,7 +128,7 @@ _PREFIX = 37
 _PREFIX_DTYPE = np.dtype({"names": ["cpu", "sec", "us", "type", "lost"],
                           "formats": ["V3", "V5", "V6", "V7", "V11"],
                           "offsets": [0, 4, 10, 17, 25], "itemsize": _PREFIX})
-_TEMPLATE = np.frombuffer(b" " * 9 + b"." + b" " * 27, f"V{_PREFIX}")
+_TEMPLATE = np.frombuffer(b" " * 9 + b"." + b" " * 7 + b"text   " + b" " * 13, f"V{_PREFIX}")
 
 
 def _prefix_matrix(cpu: np.ndarray, t: np.ndarray, typ: np.ndarray, ovfl: np.ndarray
@@ -133,30 +143,43 @@ def _prefix_matrix(cpu: np.ndarray, t: np.ndarray, typ: np.ndarray, ovfl: np.nda
     sec = t // 1_000_000
     out["sec"] = lut["sec"][sec]
     out["us"] = lut["us"][t - sec * 1_000_000]
-    out["type"] = lut["type"][typ]
+    iot = np.flatnonzero(typ == L.TYPE_IOTIMES)  # the template says "text"
+    if iot.size:
+        out["type"][iot] = lut["iotimes"][0]
     lost = np.flatnonzero(ovfl)
     if lost.size:
         out["lost"][lost] = lut["lost"][ovfl[lost]]
     return out.view(np.uint8).reshape(n, _PREFIX)
 
 
-def text_block(df: pl.DataFrame) -> list[pa.Buffer]:
+def text_block(df: pl.DataFrame, nul_cut: bool = True) -> list[pa.Buffer]:
     """The text lines of ``df`` (each ending in a newline) as blocks of bytes to
     write one after the other (Arrow buffers, not copies).
 
     Together byte for byte ``"".join(line + "\n" for line in text_lines(df))``.
+    ``nul_cut=False``: the texts of ``df`` may still hold a NUL (records_frame
+    with nul_cut=False); a NUL in the output (found by one memchr) means some
+    text must be cut there, and those rows are fixed then.
     """
     n = df.height
     if n == 0:
         return []
+    if not nul_cut:
+        out = text_block(df, True)
+        if not any(_has_nul(b) for b in out):
+            return out
+        return text_block(df.with_columns(_cut_at_nul(df["text"])), True)
     cpu = df["cpu"].to_numpy()
     t = df["time_us"].to_numpy()
     typ = df["type"].to_numpy()
     ovfl = df["ovfl"].to_numpy()
     known = (typ == L.TYPE_TEXT) | (typ == L.TYPE_IOTIMES)
     fits = known & (cpu < 1000) & (t < 100_000 * 1_000_000) & (ovfl < 10_000)
-    mat = _prefix_matrix(np.where(fits, cpu, 0), np.where(fits, t, 0),
-                         np.where(fits, typ, 0), np.where(fits, ovfl, 0))
+    if fits.all():
+        mat = _prefix_matrix(cpu, t, typ, ovfl)
+    else:
+        mat = _prefix_matrix(np.where(fits, cpu, 0), np.where(fits, t, 0),
+                             np.where(fits, typ, 0), np.where(fits, ovfl, 0))
     views = np.zeros((n, 4), np.uint32)
     views[:, 0] = _PREFIX
     views[:, 1] = mat[:, :4].copy().view("<u4").ravel()
@@ -170,8 +193,7 @@ def text_block(df: pl.DataFrame) -> list[pa.Buffer]:
     msg = df["text"]
     iot = np.flatnonzero(typ == L.TYPE_IOTIMES)
     if iot.size:
-        sub = df[iot]
-        msg = msg.scatter(iot, sub.select(_iot_message(sub)).to_series())
+        msg = msg.scatter(iot, _iot_messages(df[iot]))
     unk = np.flatnonzero(~known)
     if unk.size:
         msg = msg.scatter(unk, df[unk].select(
@@ -181,6 +203,29 @@ def text_block(df: pl.DataFrame) -> list[pa.Buffer]:
         msg = msg.scatter(lng, msg.gather(lng) + _LONG_FLAG)
     lines = pl.select(pl.concat_str([pl.lit(prefix), pl.lit(msg), pl.lit("\n")])).to_series()
     return _line_bytes(lines)
+
+
+def _cut_at_nul(text: pl.Series) -> pl.Series:
+    """Texts cut at their first NUL, then one trailing newline stripped (the
+    decoder's rule, for texts that were left whole)."""
+    return pl.DataFrame({"text": text}).select(
+        pl.when(pl.col("text").str.contains("\x00", literal=True))
+        .then(pl.col("text").str.split("\x00").list.first().str.strip_suffix("\n"))
+        .otherwise(pl.col("text"))).to_series()
+
+
+try:
+    _memchr = ctypes.CDLL(None).memchr
+    _memchr.restype = ctypes.c_void_p
+    _memchr.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
+except (OSError, AttributeError):  # no C library to ask: numpy
+    _memchr = None
+
+
+def _has_nul(buf: pa.Buffer) -> bool:
+    if _memchr is not None:
+        return bool(buf.size) and _memchr(buf.address, 0, buf.size) is not None
+    return bool((np.frombuffer(buf, np.uint8) == 0).any())
 
 
 def _line_bytes(lines: pl.Series) -> list[pa.Buffer]:
@@ -193,18 +238,17 @@ def _line_bytes(lines: pl.Series) -> list[pa.Buffer]:
     n = len(lines)
     arr = lines.to_arrow(compat_level=pl.CompatLevel.newest())
     bufs = arr.buffers()
-    if isinstance(arr, pa.StringViewArray) and bufs[0] is None and len(bufs) > 2:
+    if isinstance(arr, pa.StringViewArray) and bufs[0] is None and len(bufs) > 2 and n:
         v = np.frombuffer(bufs[1], np.uint32, 4 * n, 16 * arr.offset).reshape(n, 4)
-        ln, bi, off = v[:, 0].astype(np.int64), v[:, 2], v[:, 3].astype(np.int64)
-        same = bi[1:] == bi[:-1]
-        if ((ln > 12).all()  # nothing inlined in a view
-                and (np.where(same, off[1:] == off[:-1] + ln[:-1],
-                              (bi[1:] == bi[:-1] + 1) & (off[1:] == 0))).all()):
+        ln, bi, off = v[:, 0], v[:, 2], v[:, 3]  # offsets < 2**31: u32 sums cannot wrap
+        new = np.flatnonzero(bi[1:] != bi[:-1]) + 1  # rows that start a new buffer
+        cont = off[1:] == off[:-1] + ln[:-1]
+        cont[new - 1] = True
+        if ((ln > 12).all() and cont.all()  # nothing inlined, back to back in each buffer
+                and (off[new] == 0).all() and (bi[new] == bi[new - 1] + 1).all()):
             out = []
-            for b in np.unique(bi).tolist():
-                rows = np.flatnonzero(bi == b)
-                first, last = int(rows[0]), int(rows[-1])
-                out.append(bufs[2 + b][int(off[first]) : int(off[last] + ln[last])])
+            for a, b in zip([0, *new.tolist()], [*new.tolist(), n], strict=True):
+                out.append(bufs[2 + int(bi[a])][int(off[a]) : int(off[b - 1]) + int(ln[b - 1])])
             return out
     large = lines.to_arrow(compat_level=pl.CompatLevel.oldest())
     offsets = np.frombuffer(large.buffers()[1], np.int64, n + 1, large.offset * 8)

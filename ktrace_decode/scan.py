@@ -102,10 +102,14 @@ def _rows(buf: np.ndarray, width: int) -> np.ndarray:
 
 def gather(buf: np.ndarray, pos: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Read a packed struct of ``dtype`` at every offset in ``pos`` (unaligned)."""
+    w = dtype.itemsize
     if pos.size == 0:
         return np.zeros(0, dtype)
-    rows = _rows(buf, dtype.itemsize)[pos]
-    return rows.view(dtype).reshape(-1)
+    if not buf.flags.c_contiguous:
+        return _rows(buf, w)[pos].view(dtype).reshape(-1)
+    # Item i of this view is the ``w`` bytes at offset i: one copy per item.
+    items = np.ndarray((max(len(buf) - w + 1, 0),), f"V{w}", buf, 0, (1,))
+    return items[pos].view(dtype)
 
 
 def _plausible(buf: np.ndarray, pos: np.ndarray, typ: np.ndarray, pdu: np.ndarray,

@@ -152,3 +152,13 @@ def test_text_repair_agrees_with_the_construct_path(seed):
     fast, fcs, _ = decode_bytes(data)
     assert_frame_equal(fast, slow)
     assert_frame_equal(fcs, scs)
+
+
+def test_text_output_cuts_texts_at_a_nul_found_in_the_output(tmp_path):
+    recs = [text_rec(5, "f: one"), L.build_record(L.TYPE_TEXT, 6, b"f: two\0hidden\n\0"),
+            L.build_record(L.TYPE_TEXT, 7, b"f: three\n\0tail\0"), text_rec(8, "f: four\n")]
+    (tmp_path / "trace0").write_bytes(b"".join(recs))
+    want = _lines(decode(tmp_path).records)
+    got = b"".join(bytes(b) for b in render.text_block(
+        pl.concat(list(DumpStream(open_dump(tmp_path), nul_cut=False))), nul_cut=False))
+    assert got == want and b"hidden" not in got and b"\0" not in got
