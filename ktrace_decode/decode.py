@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -280,10 +281,23 @@ def _small_pages() -> Iterator[None]:
         setter(previous)
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """No cyclic GC passes while decoding (they walked every object of the
+    process, ~4% of a 10M-record decode; decoding makes no cycles)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def decode_dump(dump: Dump, layout: str = "auto", subbuf_size: int = L.RELAY_SUBBUF_SIZE,
                 n_subbufs: int = L.RELAY_N_SUBBUFS, progress: Progress | None = None) -> Decoded:
     """Decode every CPU of an opened dump and merge them."""
-    with _small_pages():
+    with _small_pages(), _no_gc():
         return _decode_dump(dump, layout, subbuf_size, n_subbufs, progress)
 
 

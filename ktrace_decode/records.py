@@ -35,7 +35,8 @@ _CS = L.IOTIMES_CS_SIZE
 _LONG = L.KTRACE_LOG_BUF_SIZE
 #: Arrow view offsets are int32: a file is exposed as buffers of this many
 #: bytes (each overlapping the next by more than one record).
-_VIEW_BUF = 1 << 30
+_VIEW_SHIFT = 30
+_VIEW_BUF = 1 << _VIEW_SHIFT
 _VIEW_OVERLAP = 1 << 17
 #: Rows validated as UTF-8 at once when a dump has text that is not.
 _UTF8_BLOCK = 1 << 14
@@ -135,8 +136,8 @@ def _text_views(buf: np.ndarray, p: np.ndarray, lens: np.ndarray, buf_index0: in
         lng = slice(None)  # type: ignore[assignment]
     pl_ = p[lng]
     v[lng, 1] = gather(buf, pl_, np.dtype("<u4"))
-    v[lng, 2] = buf_index0 + (pl_ // _VIEW_BUF)
-    v[lng, 3] = pl_ % _VIEW_BUF
+    v[lng, 2] = (pl_ >> _VIEW_SHIFT) + buf_index0
+    v[lng, 3] = pl_ & (_VIEW_BUF - 1)
     sh = np.flatnonzero(short)
     if sh.size:
         # Short strings are inlined: up to 12 bytes after the length.
@@ -264,8 +265,8 @@ class _TextColumn:
             p, lens = _text_span(pt, rows)
             nl = np.flatnonzero(lens > 0)
             lens[nl] -= pt.buf[p[nl] + lens[nl] - 1] == ord("\n")
-            self.views[self.pla.at(i, rows)] = _text_views(pt.buf, p, lens,
-                                                           self.first_buffer[id(pt.buf)])
+            v = _text_views(pt.buf, p, lens, self.first_buffer[id(pt.buf)])
+            self.views.view("V16").reshape(-1)[self.pla.at(i, rows)] = v.view("V16").reshape(-1)
 
     def check(self, rows: slice) -> bool:
         """Are the texts of ``rows`` free of NULs (unless not asked) and valid UTF-8?"""
