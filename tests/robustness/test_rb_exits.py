@@ -268,3 +268,15 @@ def test_ctrl_c_and_sigterm_stop_cleanly(tmp_path, sig, code, word):
     assert proc.returncode == code, text
     assert "Traceback" not in text
     assert text.strip().splitlines()[-1] == f"ktrace: {word}"
+
+
+def test_output_is_byte_identical_across_runs(damaged):
+    """Same input, different hash seeds and thread counts: the same bytes out."""
+    outs = []
+    for seed, threads in (("1", "1"), ("2", "2")):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "POLARS_MAX_THREADS": threads}
+        proc = subprocess.run([sys.executable, "-m", "ktrace_decode", "decode", str(damaged),
+                               "--format", "jsonl"], capture_output=True, env=env, timeout=60)
+        assert proc.returncode == 0
+        outs.append((proc.stdout, proc.stderr))
+    assert outs[0] == outs[1] and outs[0][0]
