@@ -180,13 +180,21 @@ class _Placement:
     inverse of the merge order), so no column is concatenated then permuted.
     """
 
-    def __init__(self, parts: Sequence[Part], order: np.ndarray | None) -> None:
+    def __init__(self, parts: Sequence[Part], order: np.ndarray | None,
+                 merge: bool = False) -> None:
         self.parts = parts
         sizes = [len(pt) for pt in parts]
         self.n = n = sum(sizes)
         offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.simple = order is None and len(parts) == 1
         self.dst: list[slice | np.ndarray]
+        if merge:
+            dst = merged_positions(parts)
+            if dst is not None:
+                self.simple = False
+                self.dst = dst
+                return
+            order = merge_order(parts)
+        self.simple = order is None and len(parts) == 1
         if order is None:
             self.dst = [slice(int(offs[i]), int(offs[i + 1])) for i in range(len(parts))]
         else:
@@ -360,6 +368,58 @@ def merge_order(parts: Sequence[Part]) -> np.ndarray | None:
     return np.argsort(t, kind="stable")
 
 
+#: merged_positions tags each time with its part number in the low bits.
+_PART_BITS = 12
+
+
+def merged_positions(parts: Sequence[Part]) -> list[slice | np.ndarray] | None:
+    """Where each row of each part goes in (time_us, cpu, seq) order.
+
+    Equivalent to inverting :func:`merge_order`, with less work and memory:
+    one stable sort of the *values* time << 12 | part (no index array; ties
+    stay in part order, then row order), whose low bits then say which part
+    every output row comes from; a radix argsort of those part numbers lists
+    each part's output positions in increasing order, which are its rows'
+    positions once the rows are in time order (a part whose times go back
+    is put in time order by its own small argsort).  None when there are
+    more parts than the tag can number (use merge_order then).
+    """
+    if len(parts) >= 1 << _PART_BITS:
+        return None
+    sizes = [len(pt) for pt in parts]
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    if all(_sorted(pt) for pt in parts) and all(
+            int(parts[i].header()["time"][-1]) <= int(parts[i + 1].header()["time"][0])
+            for i in range(len(parts) - 1) if sizes[i] and sizes[i + 1]):
+        # Already in order (one CPU, or CPUs one after the other in time).
+        return [slice(int(offs[i]), int(offs[i + 1])) for i in range(len(parts))]
+    key = np.empty(int(offs[-1]), np.uint64)
+    for i, pt in enumerate(parts):
+        k = key[offs[i] : offs[i + 1]]
+        np.left_shift(pt.header()["time"], np.uint64(_PART_BITS), out=k)
+        k |= np.uint64(i)
+    key.sort(kind="stable")
+    part_of = (key & np.uint64((1 << _PART_BITS) - 1)).astype(np.uint16)
+    del key
+    grouped = np.argsort(part_of, kind="stable")  # 16-bit keys: a radix sort
+    del part_of
+    out: list[slice | np.ndarray] = []
+    for i, pt in enumerate(parts):
+        d = grouped[offs[i] : offs[i + 1]]
+        if not _sorted(pt):
+            rows = np.argsort(pt.header()["time"], kind="stable")
+            back = np.empty_like(d)
+            back[rows] = d
+            d = back
+        out.append(d)
+    return out
+
+
+def _sorted(pt: Part) -> bool:
+    t = pt.header()["time"]
+    return len(t) < 2 or not bool((t[1:] < t[:-1]).any())
+
+
 def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
                   columns: Iterable[str] | None = None, merge: bool = False,
                   nul_cut: bool = True) -> pl.DataFrame:
@@ -374,7 +434,7 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
     """
     want = list(schema.RECORDS) if columns is None else [c for c in schema.RECORDS
                                                           if c in set(columns)]
-    pla = _Placement(parts, merge_order(parts) if merge and parts else order)
+    pla = _Placement(parts, order, merge and bool(parts))
     n = pla.n
     if n == 0:
         return schema.empty({c: schema.RECORDS[c] for c in want})

@@ -162,3 +162,23 @@ def test_text_output_cuts_texts_at_a_nul_found_in_the_output(tmp_path):
     got = b"".join(bytes(b) for b in render.text_block(
         pl.concat(list(DumpStream(open_dump(tmp_path), nul_cut=False))), nul_cut=False))
     assert got == want and b"hidden" not in got and b"\0" not in got
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.integers(0, 40), max_size=30), min_size=1, max_size=5),
+       st.integers(1, 7))
+def test_merge_places_rows_in_time_cpu_seq_order(times_per_cpu, per_part):
+    """Ties across CPUs, times going back inside a CPU, CPUs split into parts."""
+    from ktrace_decode.records import Part, records_frame
+
+    parts = []
+    for cpu, times in enumerate(times_per_cpu):
+        data = np.frombuffer(b"".join(text_rec(t, "f: x") for t in times), np.uint8)
+        starts = scan_stream(data).starts
+        for a in range(0, len(starts), per_part):
+            parts.append(Part(data, starts[a:a + per_part], np.zeros(len(starts[a:a + per_part]),
+                                                                      bool), cpu, seq0=a))
+    cols = ["cpu", "seq", "time_us"]
+    got = records_frame(parts, columns=cols, merge=True)
+    want = records_frame(parts, columns=cols).sort("time_us", "cpu", "seq", maintain_order=True)
+    assert_frame_equal(got, want)
