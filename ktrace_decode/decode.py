@@ -7,6 +7,11 @@
 
 The merged order is (time_us, cpu, seq): the clock is the same on every CPU,
 and seq keeps each CPU's own order where timestamps tie.
+
+Speed: the CPUs are scanned in parallel (numpy and Polars release the GIL),
+the table is written in merged order in one pass per column (records.py).
+``ktrace decode`` does not build the table: :class:`DumpStream` merges the
+CPUs batch by batch in bounded memory.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import collections
 import contextlib
 import gc
 import mmap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,7 +209,7 @@ def _count(rep: CpuReport, part: Part) -> None:
 
 def scan_parts(src: TraceSource, layout: str = "auto",
                subbuf_size: int = L.RELAY_SUBBUF_SIZE, n_subbufs: int = L.RELAY_N_SUBBUFS,
-               chunk: int = CHUNK) -> Iterator[Part]:
+               chunk: int = CHUNK) -> Generator[Part, None, CpuReport]:
     """Find the records of one per-CPU file, batch by batch (at most ``chunk`` bytes
     of stream each); the generator's return value is the file's report."""
     lay = _layout(src, layout, subbuf_size, n_subbufs)

@@ -3,15 +3,17 @@
 All columns are computed with numpy over every record at once and handed to
 Polars through Arrow without copying: numeric columns are the numpy arrays
 themselves (a validity bitmap marks the rows of other types), and text is an
-Arrow *binary view* array over the file bytes (the mmap): 16 bytes per record
-pointing at its message, never a copy of the message.  Polars validates it as
-UTF-8 when it becomes a String column.  Only rare records take a Python path:
-text that is not valid UTF-8 (decoded with replacement), text with a NUL
-before its end, and unknown record types (payload kept raw).
+Arrow *view* array over the file bytes (the mmap): 16 bytes per record
+pointing at its message, never a copy of the message; Polars checks it
+(no NUL inside, valid UTF-8) on worker threads before it becomes a String
+column.  Only rare records take a Python path: text that is not valid UTF-8
+(decoded with replacement), text with a NUL before its end, and unknown
+record types (payload kept raw).
 
-One call can build the table of several CPUs at once, in any row order (the
-merged order of :mod:`.decode`), so the merge permutes 16-byte headers and
-views rather than a finished table.
+One call builds the table of several CPUs, or of several batches of one, in
+merged (time, cpu, seq) order: every column is written once, straight into
+its output position (:func:`merged_positions`), never concatenated and then
+permuted.  Columns nobody asked for are not computed.
 """
 
 from __future__ import annotations
@@ -176,8 +178,9 @@ def _python_text(raw: bytes) -> str:
 class _Placement:
     """Where the rows of each part go in the output table (one pass per column).
 
-    Columns are written straight into their output position (a scatter by the
-    inverse of the merge order), so no column is concatenated then permuted.
+    Columns are written straight into their output position (a scatter by
+    :func:`merged_positions`, or by the inverse of ``order``), so no column is
+    concatenated then permuted.
     """
 
     def __init__(self, parts: Sequence[Part], order: np.ndarray | None,
@@ -190,7 +193,7 @@ class _Placement:
         if merge:
             dst = merged_positions(parts)
             if dst is not None:
-                self.simple = False
+                self.simple = len(parts) == 1 and isinstance(dst[0], slice)
                 self.dst = dst
                 return
             order = merge_order(parts)
