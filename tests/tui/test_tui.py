@@ -120,13 +120,20 @@ def test_bad_path_is_the_cli_error_before_any_screen(capsys, tmp_path):
     assert code == 1 and err.startswith("ktrace: error: ") and err.count("\n") == 1
 
 
+def _snap(snap_compare, size, go) -> bool:
+    """Up to three tries: on a loaded 2-core machine a render can race the final
+    layout; a screen that never matches the snapshot still fails."""
+    return any(snap_compare(create_app(STORM), terminal_size=size, run_before=go)
+               for _ in range(3))
+
+
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_snapshot_overview(snap_compare, size):
     async def go(pilot):
         await _loaded(pilot)
         await _settled(pilot)
 
-    assert snap_compare(create_app(STORM), terminal_size=size, run_before=go)
+    assert _snap(snap_compare, size, go)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
@@ -135,8 +142,13 @@ def test_snapshot_episodes(snap_compare, size):
         await _loaded(pilot)
         pilot.app.query_one("#tabs").active = "episodes"  # (tab itself is tested above)
         await _settled(pilot)
+        table = pilot.app.query_one("#episodes-table")
+        table.focus()
+        table.move_cursor(row=0, column=0, animate=False)
+        table.scroll_home(animate=False)
+        await _settled(pilot)
 
-    assert snap_compare(create_app(STORM), terminal_size=size, run_before=go)
+    assert _snap(snap_compare, size, go)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
@@ -148,7 +160,7 @@ def test_snapshot_events(snap_compare, size):
         await pilot.press("slash", *"invalidate_file", "enter")
         await _settled(pilot)
 
-    assert snap_compare(create_app(STORM), terminal_size=size, run_before=go)
+    assert _snap(snap_compare, size, go)
 
 
 async def test_io_screen_lists_every_chunk_server():
