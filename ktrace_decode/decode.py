@@ -264,10 +264,6 @@ def _check_options(layout: str, subbuf_size: int, n_subbufs: int) -> None:
         raise UsageError("--subbuf-size must exceed 16 bytes and --n-subbufs be at least 1")
 
 
-def _cs_all(parts: list[Part]) -> pl.DataFrame:
-    return cs_frame(parts)
-
-
 @contextlib.contextmanager
 def _small_pages() -> Iterator[None]:
     """numpy asks for transparent huge pages for arrays of 4 MiB and more; where
@@ -323,9 +319,8 @@ def _decode_dump(dump: Dump, layout: str, subbuf_size: int, n_subbufs: int,
     if progress:
         progress("merge", len(dump.traces), len(dump.traces))
     if parts:
-        cs = pool().submit(_cs_all, parts)
         records = records_frame(parts, merge=True)
-        cs_all = cs.result()
+        cs_all = cs_frame(parts)
     else:
         records, cs_all = schema.empty(schema.RECORDS), schema.empty(schema.CS)
     return Decoded(dump.path, records, cs_all, reports, dump.prometheus)
