@@ -39,6 +39,10 @@ TIME_LIMIT = 1 << 52
 #: good record is taken for stale data of an earlier lap, not for a record.
 #: (Legit per-CPU races reorder by microseconds, not by a second.)
 STALE_TOLERANCE_US = 1_000_000
+#: "The last good record" is the earliest of the last few accepted ones: one
+#: damaged header with a time in the future must not make every intact record
+#: after it look stale.
+RECENT_RECORDS = 8
 
 _OFF = L.field_offsets(L.TraceHeader)
 _IOT = L.field_offsets(L.IotimesHeader)
@@ -221,6 +225,7 @@ class Scanner:
         broke: int | None = None  # where the chain broke, while looking for a resync
         resync_next = False
         last_time: int | None = None
+        recent: list[int] = []  # times of the last RECENT_RECORDS accepted records
         first_time: int | None = None
         c0 = pos
         while c0 < end:
@@ -254,7 +259,9 @@ class Scanner:
                         if j >= k:
                             runs.append((k, j + 1, resync_next))
                             resync_next = False
-                            last_time = int(c.time[j])
+                            recent = [*recent, *c.time[max(k, j + 1 - RECENT_RECORDS):j + 1]
+                                      .tolist()][-RECENT_RECORDS:]
+                            last_time = min(recent)
                             pos = int(c.nxt[j])
                             continue
                     broke = pos

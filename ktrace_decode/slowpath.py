@@ -16,7 +16,7 @@ from construct import ConstructError, Container
 
 from . import schema
 from .formats import layouts as L
-from .scan import STALE_TOLERANCE_US, TIME_LIMIT, Skip
+from .scan import RECENT_RECORDS, STALE_TOLERANCE_US, TIME_LIMIT, Skip
 
 _H = L.HEADER_SIZE
 
@@ -80,6 +80,7 @@ def walk(data: bytes, start: int, end: int, raw_subbuf: bool = False
     pos = start
     first: int | None = None
     last: int | None = None
+    recent: list[int] = []
     resynced = False
     while pos < end:
         rec = _acceptable(data, pos, end, False)
@@ -87,7 +88,8 @@ def walk(data: bytes, start: int, end: int, raw_subbuf: bool = False
             out.append((pos, rec, resynced))
             resynced = False
             first = rec.header.time if first is None else first
-            last = rec.header.time
+            recent = [*recent, rec.header.time][-RECENT_RECORDS:]
+            last = min(recent)
             pos += _H + rec.header.pdu_len
             continue
         floor = first if raw_subbuf else (None if last is None else last - STALE_TOLERANCE_US)

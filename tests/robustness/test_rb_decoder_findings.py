@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from test_rb_resources import peak_rss_of, scan_all
 
 from helpers import decode_bytes, text_rec
@@ -63,8 +62,7 @@ def test_magic_filled_tail_takes_memory_bounded_by_the_chunk():
     assert big < 1.5 * small + 4 * MiB, f"peak {small / MiB:.0f} MiB -> {big / MiB:.0f} MiB"
 
 
-@pytest.mark.xfail(reason="one damaged timestamp right before a break sets the stale floor "
-                          "and every later resync candidate is rejected", strict=False)
+# Fixed: the stale floor is the earliest of the last RECENT_RECORDS accepted records.
 def test_one_bad_timestamp_does_not_lose_the_rest_of_the_file():
     """20 records 10 us apart; record 9's time has bit 50 flipped (a plausible
     2**50 us, so it is kept), and 3 bytes of garbage follow it.  The resync floor
