@@ -19,7 +19,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ..formats import layouts as L
+from .. import render
 
 _CURSOR = Style(reverse=True)
 _MATCH = Style(color="yellow", bold=True)
@@ -28,21 +28,8 @@ _WINDOW = 256  # rows formatted at once around the viewport
 
 
 def format_rows(df: pl.DataFrame) -> list[str]:
-    """Display lines for a slice of records: CPU, seconds.micros, type, lost marker, message."""
-    out = []
-    for r in df.iter_rows(named=True):
-        t = r["time_us"]
-        if r["type"] == L.TYPE_TEXT:
-            msg = r["text"] or ""
-        elif r["type"] == L.TYPE_IOTIMES:
-            req = L.IOTIMES_REQUEST_TYPES.get(r["io_type"], str(r["io_type"]))
-            msg = (f"ino={r['io_ino']} {req} off={r['io_offset']} size={r['io_size']} "
-                   f"lat={r['io_lat']}us cs={r['n_cs']}")
-        else:
-            msg = f"<type {r['type']}: {r['pdu_len']} payload bytes>"
-        lost = f">={r['ovfl']} lost" if r["ovfl"] else ""
-        out.append(f"{r['cpu']:>3} {t // 1_000_000:>5}.{t % 1_000_000:06d} {lost:<10} {msg}")
-    return out
+    """Display lines for a slice of records: the very lines ``ktrace decode`` prints."""
+    return render.text_lines(df).to_list()
 
 
 class EventsView(ScrollView, can_focus=True):
