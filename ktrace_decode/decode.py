@@ -319,8 +319,11 @@ def _decode_dump(dump: Dump, layout: str, subbuf_size: int, n_subbufs: int,
     if progress:
         progress("merge", len(dump.traces), len(dump.traces))
     if parts:
+        # The chunk-server entries are read on a worker while this thread
+        # merges (the merge itself is one thread's work).
+        cs = pool().submit(cs_frame, parts)
         records = records_frame(parts, merge=True)
-        cs_all = cs_frame(parts)
+        cs_all = cs.result()
     else:
         records, cs_all = schema.empty(schema.RECORDS), schema.empty(schema.CS)
     return Decoded(dump.path, records, cs_all, reports, dump.prometheus)
