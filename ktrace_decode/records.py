@@ -227,11 +227,13 @@ class _Placement:
             out[d] = values(pt)
         return out
 
-    def iotimes(self, fields: list[tuple[str, str]]) -> dict[str, np.ndarray]:
-        """Full columns of iotimes header fields (zero where the row is not iotimes)."""
+    def iotimes(self, out: dict[str, np.ndarray], fields: list[tuple[str, str]],
+                share: range) -> None:
+        """Write the iotimes header fields of parts ``share`` into the full columns ``out``
+        (zero-initialised: rows of other types stay zero)."""
         dt = L.IOTIMES_HEADER_DTYPE
-        out = {name: np.zeros(self.n, dt[src]) for name, src in fields}
-        for i, pt in enumerate(self.parts):
+        for i in share:
+            pt = self.parts[i]
             rows = self.iot_rows(i)
             if not len(rows):
                 continue
@@ -239,7 +241,6 @@ class _Placement:
             iot = gather(pt.buf, pt.starts[rows] + _H, dt)
             for name, src in fields:
                 out[name][at] = iot[src]
-        return out
 
 
 class _TextColumn:
@@ -449,6 +450,16 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
     typ = pla.column(np.uint16, lambda pt: pt.header()["type"])
     is_text = typ == L.TYPE_TEXT
     is_iot = typ == L.TYPE_IOTIMES
+    # Worker threads build the text column (views, then NUL and UTF-8 checks)
+    # and the iotimes columns, each share of the parts on its own, while this
+    # thread writes the other columns.
+    ex = pool()
+    shares = _shares(len(parts), ex._max_workers)
+    text = _TextColumn(pla, is_text, nul_cut) if "text" in want else None
+    filled = [ex.submit(text.fill, sh) for sh in shares] if text else []
+    io_want = [(c, f) for c, f in IO_FIELDS if c in want]
+    io_full = {name: np.zeros(n, L.IOTIMES_HEADER_DTYPE[src]) for name, src in io_want}
+    io_done = [ex.submit(pla.iotimes, io_full, io_want, sh) for sh in shares] if io_want else []
     if "cpu" in want:
         put("cpu", pla.column(np.uint16, lambda pt: np.full(len(pt), pt.cpu, np.uint16)))
     if "seq" in want:
@@ -464,31 +475,6 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
     pdu = pla.column(np.uint16, lambda pt: pt.header()["pdu_len"])
     if "pdu_len" in want:
         put("pdu_len", pdu)
-    # The text column (views, NUL check, UTF-8 validation) and the iotimes
-    # columns are built on worker threads while this one writes the others.
-    ex = pool()
-    workers = ex._max_workers
-    text = _TextColumn(pla, is_text, nul_cut) if "text" in want else None
-    filled = [ex.submit(text.fill, sh) for sh in _shares(len(parts), workers)] if text else []
-    io_want = [(c, f) for c, f in IO_FIELDS if c in want]
-    io_cols = ex.submit(pla.iotimes, io_want) if io_want else None
-    checks = []
-    if text is not None:
-        for f in filled:
-            f.result()
-        text.binary = _binary(text.views, text.valid, text.buffers)
-        checks = [ex.submit(text.check, slice(r.start, r.stop))
-                  for r in _shares(n, workers)]
-    if io_want or "n_cs" in want:
-        valid = _bits(is_iot)
-        nulls = n - int(np.count_nonzero(is_iot))
-        if io_cols is not None:
-            for name, full in io_cols.result().items():
-                cols[name] = _nullable(name, full, valid, nulls)
-        if "n_cs" in want:
-            ncs = np.zeros(n, np.uint16)
-            ncs[is_iot] = (pdu[is_iot] - _IOT) // _CS
-            cols["n_cs"] = _nullable("n_cs", ncs, valid, nulls)
     if "long_text" in want:
         put("long_text", is_text & (pdu > _LONG))
     if "unknown_type" in want:
@@ -499,8 +485,25 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
         put("time_backwards", pla.column(bool, Part.time_backwards))
     if "payload" in want:
         cols["payload"] = _payloads(pla)
+    if io_want or "n_cs" in want:
+        valid = _bits(is_iot)
+        nulls = n - int(np.count_nonzero(is_iot))
+        if "n_cs" in want:
+            ncs = np.zeros(n, np.uint16)
+            ncs[is_iot] = (pdu[is_iot] - _IOT) // _CS
+            cols["n_cs"] = _nullable("n_cs", ncs, valid, nulls)
     if text is not None:
-        cols["text"] = text.series(all(c.result() for c in checks))
+        for f in filled:
+            f.result()
+        text.binary = _binary(text.views, text.valid, text.buffers)
+        rows = _shares(n, ex._max_workers + 1)
+        checks = [ex.submit(text.check, slice(r.start, r.stop)) for r in rows[1:]]
+        ok = text.check(slice(rows[0].start, rows[0].stop)) if rows else True
+        cols["text"] = text.series(all([ok, *(c.result() for c in checks)]))
+    for f in io_done:
+        f.result()
+    for name, full in io_full.items():
+        cols[name] = _nullable(name, full, valid, nulls)
     return schema.conform(pl.DataFrame([cols[c] for c in want]),
                           {c: schema.RECORDS[c] for c in want})
 
