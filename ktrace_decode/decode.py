@@ -84,16 +84,18 @@ class Decoded:
     cpus: list[CpuReport]
     prometheus: bytes | None = None
 
+    # Counts and span come from the per-CPU reports, which the scan fills for
+    # every record: the same numbers for a whole decode and for a stream's
+    # record-less :meth:`DumpStream.decoded`.
     @property
     def n_records(self) -> int:
-        return self.records.height
+        return sum(c.records for c in self.cpus)
 
     @property
     def span_us(self) -> tuple[int, int] | None:
-        if self.records.is_empty():
-            return None
-        t = self.records["time_us"]
-        return int(t.min()), int(t.max())  # type: ignore[arg-type]
+        firsts = [c.first_time_us for c in self.cpus if c.first_time_us is not None]
+        lasts = [c.last_time_us for c in self.cpus if c.last_time_us is not None]
+        return (min(firsts), max(lasts)) if firsts else None
 
     @property
     def skipped_bytes(self) -> int:
@@ -413,6 +415,18 @@ class DumpStream:
                        self.cpus, self.dump.prometheus)
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
+        for out in self._merged_parts():
+            yield records_frame(out, columns=self.columns, merge=True, nul_cut=self.nul_cut)
+
+    def with_cs(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """Like iterating, but each batch comes with its chunk-server entries
+        (schema.CS, in cpu, seq order), read on a worker while the batch merges."""
+        for out in self._merged_parts():
+            cs = pool().submit(cs_frame, out)
+            recs = records_frame(out, columns=self.columns, merge=True, nul_cut=self.nul_cut)
+            yield recs, cs.result()
+
+    def _merged_parts(self) -> Iterator[list[Part]]:
         k = len(self._gens)
         pending: list[list[Part]] = [[] for _ in range(k)]
         hi: list[int] = [-1] * k  # latest time read so far, per CPU
@@ -452,7 +466,7 @@ class DumpStream:
                 continue
             for p in out:
                 self._frontier[p.cpu] = max(self._frontier.get(p.cpu, 0), int(p.starts[-1]))
-            yield records_frame(out, columns=self.columns, merge=True, nul_cut=self.nul_cut)
+            yield out
             del out
             self._release(pending)
 

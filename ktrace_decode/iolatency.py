@@ -38,11 +38,23 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def cs_entries(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
+    """The chunk-server entries with their record's request name: just what
+    :func:`per_cs_of` needs (a streamed export keeps only these columns)."""
+    reqs = iotimes(records).select("cpu", "seq", "request")
+    return (cs.join(reqs, on=["cpu", "seq"], how="inner")
+            .select("csid", "request", "idx", "ts_net", "ts_io"))
+
+
 def per_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     """One row per (csid, request): count and ts_net / ts_io percentiles in us."""
-    reqs = iotimes(records).select("cpu", "seq", "request")
+    return per_cs_of(cs_entries(records, cs))
+
+
+def per_cs_of(entries: pl.LazyFrame) -> pl.LazyFrame:
+    """:func:`per_cs` from :func:`cs_entries` (of one batch or of many, stacked)."""
     return (
-        cs.join(reqs, on=["cpu", "seq"], how="inner")
+        entries
         .group_by("csid", "request")
         .agg(pl.len().cast(pl.UInt64).alias("count"),
              (pl.col("idx") == 0).sum().cast(pl.UInt64).alias("as_replier"),

@@ -19,6 +19,7 @@ from . import export as export_mod
 from .analysis import analyze_decoded
 from .io import FORMATS
 from .report import render
+from .streamed import export_streamed
 from .summary import Selection
 
 ANALYZE_EPILOG = """\
@@ -159,22 +160,17 @@ def run_export(args: argparse.Namespace) -> int:
     if args.format in export_mod.SINGLE_FILE:
         return _run_single_file_export(args)
     with export_mod.prepare(args.out, args.format, args.force) as out:  # refuse before decoding
-        analyses = []
-        decodeds = []
-        for path in args.paths:
-            decoded = load_input(args, path)
-            decodeds.append(decoded)
-            analyses.append((path, analyze_decoded(decoded)))
-        written = export_mod.export(analyses, out, args.format, excel_safe=args.excel_safe)
-    sys.stderr.write(f"wrote {len(written)} files to {args.out}:\n")
-    for w in written:
-        sys.stderr.write(f"  {w.path.name:<22} {w.rows:>12,} rows\n")
-    for (path, a) in analyses:
-        for warning in a.summary["warnings"]:
-            where = f"{path}: " if len(analyses) > 1 else ""
+        results, rows = export_streamed(out, args.format, export_mod.SCHEMAS, args,
+                                        excel_safe=args.excel_safe)
+    sys.stderr.write(f"wrote {len(rows)} files to {args.out}:\n")
+    for name, n in rows.items():
+        sys.stderr.write(f"  {name:<22} {n:>12,} rows\n")
+    for r in results:
+        for warning in r.summary["warnings"]:
+            where = f"{r.path}: " if len(results) > 1 else ""
             sys.stderr.write(f"ktrace: warning: {where}{warning}\n")
-    for decoded in decodeds:
-        check_strict(args, decoded)
+    for r in results:
+        check_strict(args, r.decoded)
     return 0
 
 

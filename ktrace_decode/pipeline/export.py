@@ -1,9 +1,10 @@
-"""``ktrace export``: the pipeline tables of one or many dumps as CSV or Parquet files."""
+"""``ktrace export``: the pipeline tables of one or many dumps as CSV or Parquet
+files (written by :mod:`.streamed`, one pass per dump), or as one Perfetto /
+Prometheus file."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +14,7 @@ from ..decode import Decoded
 from ..errors import InputError
 from ..safe_output import OutputDir
 from . import io, tables
-from .analysis import Analysis, analyze_decoded
+from .analysis import analyze_decoded
 
 #: Exported tables by file stem, with their schemas (the documented format).
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -27,39 +28,9 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 }
 
 
-@dataclass
-class Written:
-    path: Path
-    rows: int
-
-
-def combine(analyses: Sequence[tuple[str, Analysis]]) -> dict[str, pl.DataFrame]:
-    """The tables to write.  One dump: as they are.  Several: stacked, with a
-    leading ``source`` column naming the dump (as given on the command line)."""
-    if len(analyses) == 1:
-        return analyses[0][1].frames()
-    out: dict[str, pl.DataFrame] = {}
-    for stem in SCHEMAS:
-        parts = [a.frames()[stem].select(pl.lit(src, pl.String).alias("source"), pl.all())
-                 for src, a in analyses]
-        out[stem] = pl.concat(parts)
-    return out
-
-
 def prepare(out_dir: Path, fmt: str, force: bool) -> OutputDir:
     """Check (before any decoding) that the outputs may be written; the open directory."""
     return io.open_out(out_dir, io.file_names(SCHEMAS, fmt), force)
-
-
-def export(analyses: Sequence[tuple[str, Analysis]], out: OutputDir, fmt: str,
-           excel_safe: bool = False) -> list[Written]:
-    """Write every table (one file each, atomically) into the prepared directory."""
-    frames = combine(analyses)
-    written = []
-    for name, df in zip(io.file_names(SCHEMAS, fmt), frames.values(), strict=True):
-        out.write_frame(name, df, fmt, excel_safe=excel_safe)
-        written.append(Written(out.path / name, df.height))
-    return written
 
 
 #: Formats that write one file for all the dumps, and its name.

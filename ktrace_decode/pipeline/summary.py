@@ -80,9 +80,18 @@ def _int(v: Any) -> int | None:
     return None if v is None else int(v)
 
 
-def trace_section(decoded: Decoded, events: pl.DataFrame, sel: Selection) -> dict[str, Any]:
+def record_kinds(events: pl.DataFrame) -> dict[str, int]:
+    """Events per record_type (text / iotimes / unknown)."""
+    return {k: int(n) for k, n in events.group_by("record_type").len().iter_rows()}
+
+
+def trace_section(decoded: Decoded, events: pl.DataFrame, sel: Selection,
+                  kinds: dict[str, int] | None = None) -> dict[str, Any]:
+    """``kinds`` (records per record_type) defaults to counting ``events``; a
+    streamed export passes its running totals instead (its ``events`` then
+    holds only the patch's events, which is all the rest needs)."""
     span = decoded.span_us
-    kinds = dict(events.group_by("record_type").len().iter_rows())
+    kinds = kinds if kinds is not None else record_kinds(events)
     patch = int(events["event"].is_in(M.PATCH_EVENTS).sum())
     windows = sum(c.drop_events for c in decoded.cpus)
     return {
@@ -220,9 +229,9 @@ def warnings(decoded: Decoded, trace: dict[str, Any], inv: dict[str, Any]) -> li
 
 
 def summarize(decoded: Decoded, events: pl.DataFrame, invalidations: pl.DataFrame,
-              sel: Selection) -> dict[str, Any]:
-    """The whole ``analyze`` document."""
-    trace = trace_section(decoded, events, sel)
+              sel: Selection, kinds: dict[str, int] | None = None) -> dict[str, Any]:
+    """The whole ``analyze`` document (see :func:`trace_section` for ``kinds``)."""
+    trace = trace_section(decoded, events, sel, kinds)
     inv = invalidation_sections(invalidations, events, sel, trace["last_us"])
     warn = warnings(decoded, trace, inv)
     if sel.nodeid is not None and inv["invalidations"]["episodes"] == 0:

@@ -218,4 +218,9 @@ def _nulls(*names: str) -> list[pl.Expr]:
 
 def cs_latency(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     """cs.csv: per chunk server and request, ts_net / ts_io percentiles (iolatency.per_cs)."""
-    return _select(iolatency.per_cs(records, cs), CS_LATENCY)
+    return cs_latency_of(iolatency.cs_entries(records, cs))
+
+
+def cs_latency_of(entries: pl.LazyFrame) -> pl.LazyFrame:
+    """cs.csv from :func:`iolatency.cs_entries` (one dump's, or a stream's batches stacked)."""
+    return _select(iolatency.per_cs_of(entries), CS_LATENCY)

@@ -1,0 +1,330 @@
+"""``ktrace export`` in one pass over each dump, in bounded memory.
+
+Batches of merged records (:class:`ktrace_decode.decode.DumpStream`) go
+through the very stages ``analyze`` uses (:func:`.events.events`,
+:func:`.tables.iotimes`, :func:`.tables.iotimes_cs`), and the record-sized
+tables are appended to their files as the batches come.  A dump leaves
+behind only what the end-of-dump tables need:
+
+* the patch's events (start/end/errors/pending/waiting): episodes, nodes and
+  the summary's warnings;
+* the chunk-server entries' latencies (``cs``);
+* a few *edge* records per batch: those next to a seq gap or a drop, which
+  give every drop window its ``after_us``, and those next to a byte gap,
+  which give every skipped range its time window (``loss``).
+
+So memory is one batch plus those (a few % of the records), and the mapped
+trace pages are given back as the stream passes them.
+
+Row order is the streaming merge's, the order ``ktrace decode`` prints: the
+same as ``decode()``'s global sort unless a CPU's clock goes back by more
+than the merge slack (see ``DumpStream``), where the record stays where its
+CPU wrote it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from .. import decode as D
+from .. import iolatency, schema
+from ..formats import layouts as L
+from ..safe_output import OutputDir, excel_safe_frame
+from ..sources import open_dump
+from . import tables
+from .episodes import ATTACHED_EVENTS, STATE_EVENTS, episodes
+from .events import events
+from .summary import Selection, summarize
+
+#: Events the end-of-dump tables read (all of the patch's: formats.messages.PATCH_EVENTS).
+KEPT_EVENTS = (*STATE_EVENTS, *ATTACHED_EVENTS)
+#: Their columns that episodes and the summary use.
+KEPT_COLUMNS = ("time_us", "cpu", "seq", "event", "nodeid", "fh", "err")
+#: The record columns the stages read (payload and the flag columns are not built).
+RECORD_COLUMNS = [c for c in schema.RECORDS
+                  if c not in ("payload", "long_text", "unknown_type", "resynced",
+                               "time_backwards")]
+#: Patch events per slice of nodeids when the episodes are built (bounds its memory).
+EPISODE_ROWS = 1 << 19
+#: Records per batch: ``ktrace decode``'s, so that both print records in the
+#: same order (the merge's horizon depends on the batch size).
+EXPORT_BATCH = D.STREAM_BATCH
+
+
+class TableWriter:
+    """Appends batches of one table to an open file (CSV or Parquet).
+
+    The bytes equal one ``write_csv``/``write_parquet`` of all the batches
+    stacked: the CSV header goes out once (also for a table with no rows).
+    """
+
+    def __init__(self, f: BinaryIO, fmt: str, columns: dict[str, pl.DataType],
+                 excel_safe: bool) -> None:
+        if fmt not in ("csv", "parquet"):
+            raise ValueError(f"unknown format {fmt!r}")
+        self.f, self.fmt, self.excel_safe = f, fmt, excel_safe
+        self.empty = pl.DataFrame(schema=columns)
+        self.rows = 0
+        self._started = False
+        self._parquet: pq.ParquetWriter | None = None
+
+    def write(self, df: pl.DataFrame) -> None:
+        if df.is_empty():
+            return
+        if self.fmt == "csv":
+            (excel_safe_frame(df) if self.excel_safe else df).write_csv(
+                self.f, include_header=not self._started)
+        else:
+            table = df.to_arrow()
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.f, table.schema)
+            self._parquet.write_table(table)
+        self._started = True
+        self.rows += df.height
+
+    def close(self) -> None:
+        if not self._started:
+            if self.fmt == "csv":
+                self.empty.write_csv(self.f)
+            else:
+                self.empty.write_parquet(self.f)
+        if self._parquet is not None:
+            self._parquet.close()
+
+
+def _per_cpu(batch: pl.DataFrame, key: str) -> np.ndarray:
+    """Row positions of ``batch`` sorted by (cpu, ``key``).
+
+    A batch is in merged time order, so within a CPU it is almost always in
+    seq and offset order already: one stable sort on the CPU number, then
+    ``key`` only checked (and sorted only where it is not).
+    """
+    cpu = batch["cpu"].to_numpy()
+    k = batch[key].to_numpy()
+    order = np.argsort(cpu, kind="stable")
+    ks, cs = k[order], cpu[order]
+    if np.any((ks[1:] < ks[:-1]) & (cs[1:] == cs[:-1])):
+        order = np.lexsort((k, cpu))
+    return order
+
+
+def _keep(batch: pl.DataFrame, order: np.ndarray, keep: np.ndarray,
+          columns: tuple[str, ...]) -> pl.DataFrame:
+    return batch.select(columns)[order[keep]]
+
+
+def _seq_edges(batch: pl.DataFrame) -> pl.DataFrame:
+    """The rows drop windows need: every record with ovfl > 0 and every record
+    whose successor on its CPU (by seq) is not the next one in this batch or
+    has ovfl > 0.  Whatever batch the predecessor of a drop lands in, it is
+    kept, so :func:`decode.drop_windows` of the kept rows is exact."""
+    order = _per_cpu(batch, "seq")
+    cpu = batch["cpu"].to_numpy()[order]
+    seq = batch["seq"].to_numpy()[order].astype(np.int64)
+    drop = batch["ovfl"].to_numpy()[order] > 0
+    keep = drop.copy()
+    # The last row of each CPU run, or one whose next row breaks the seq chain or is a drop.
+    keep[:-1] |= (cpu[1:] != cpu[:-1]) | (seq[1:] != seq[:-1] + 1) | drop[1:]
+    keep[-1:] = True
+    return _keep(batch, order, keep, ("cpu", "seq", "time_us", "ovfl"))
+
+
+def _offset_edges(batch: pl.DataFrame) -> pl.DataFrame:
+    """The rows :func:`tables.loss` needs: records with a byte gap (or the batch's
+    end) right before or after them on their CPU.  A skipped range lies in
+    such a gap, so its neighbours are always kept."""
+    order = _per_cpu(batch, "offset")
+    cpu = batch["cpu"].to_numpy()[order]
+    off = batch["offset"].to_numpy()[order]
+    end = off + (L.HEADER_SIZE + batch["pdu_len"].to_numpy()[order].astype(np.uint64))
+    brk = (cpu[1:] != cpu[:-1]) | (off[1:] != end[:-1])  # between row i and i + 1
+    keep = np.ones(len(order), bool)
+    if len(order) > 1:
+        keep[1:-1] = brk[1:] | brk[:-1]
+        keep[0], keep[-1] = True, True
+    return _keep(batch, order, keep, ("cpu", "offset", "pdu_len", "time_us"))
+
+
+@dataclass
+class _Kept:
+    """What one dump leaves for its end-of-dump tables."""
+
+    events: list[pl.DataFrame] = field(default_factory=list)
+    entries: list[pl.DataFrame] = field(default_factory=list)
+    seq_edges: list[pl.DataFrame] = field(default_factory=list)
+    offset_edges: list[pl.DataFrame] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
+
+
+def _stack(frames: list[pl.DataFrame], empty: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat(frames, rechunk=False) if frames else empty
+
+
+def _episodes(ev: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame:
+    """:func:`.episodes.episodes`, run on slices of the nodeids, EPISODE_ROWS
+    events at a time: its sorts and window functions need several copies of
+    their input, and a nodeid's episodes depend on its own events only."""
+    k = -(-ev.height // EPISODE_ROWS)
+    if k <= 1:
+        return episodes(ev.lazy(), windows.lazy()).collect()
+    parts = (ev.with_columns((pl.col("nodeid") % k).alias("__slice"))
+             .partition_by("__slice", include_key=False, maintain_order=True))
+    out = [episodes(p.lazy(), windows.lazy()).collect() for p in parts]
+    # Each nodeid's episodes come from one slice, already in episode order.
+    return pl.concat(out).sort("nodeid", maintain_order=True)
+
+
+@dataclass
+class DumpResult:
+    path: str
+    decoded: D.Decoded
+    summary: dict[str, Any]
+
+
+class _Progress:
+    """"exporting trace (n records)" on a terminal, at most a few times a second."""
+
+    def __init__(self, path: str, enabled: bool) -> None:
+        self.path, self.enabled, self.last = Path(path).name, enabled, 0.0
+
+    def __call__(self, n: int) -> None:
+        now = time.monotonic()
+        if self.enabled and now - self.last > 0.25:
+            self.last = now
+            sys.stderr.write(f"\r\x1b[Kexporting {self.path}: {n:,} records")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+
+
+class StreamExport:
+    """Write the export tables of one or many dumps, each streamed once.
+
+    With several dumps every table gets a leading ``source`` column (the dump
+    as named on the command line) and the dumps' rows follow one another.
+    """
+
+    def __init__(self, out: OutputDir, fmt: str, stems: dict[str, dict[str, pl.DataType]],
+                 sources: Sequence[str], excel_safe: bool = False) -> None:
+        self.out, self.fmt, self.stems = out, fmt, stems
+        self.multi = len(sources) > 1
+        self.excel_safe = excel_safe
+        # One worker writes (Polars releases the GIL) while the next batch is
+        # decoded and classified; writes stay in submission order.
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="ktrace-write")
+        self._pending: list[Future[None]] = []
+        self.writers: dict[str, TableWriter] = {}
+        self._stack = ExitStack()
+
+    def __enter__(self) -> StreamExport:
+        for stem, cols in self.stems.items():
+            cols = {"source": pl.String(), **cols} if self.multi else cols
+            f = self._stack.enter_context(self.out.open(f"{stem}.{self.fmt}"))
+            self.writers[stem] = TableWriter(f, self.fmt, cols, self.excel_safe)
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            self._drain()
+            if exc_type is None:
+                for w in self.writers.values():
+                    w.close()
+        finally:
+            self._io.shutdown(wait=True, cancel_futures=True)
+            self._stack.__exit__(exc_type, *rest)  # type: ignore[arg-type]
+
+    def _drain(self) -> None:
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            fut.result()
+
+    def _write(self, source: str, frames: dict[str, pl.DataFrame]) -> None:
+        """Queue the frames for writing once the previous batch's writes are done
+        (so at most one batch waits in memory)."""
+        self._drain()
+        for stem, df in frames.items():
+            if self.multi:
+                df = df.select(pl.lit(source, pl.String).alias("source"), pl.all())
+            self._pending.append(self._io.submit(self.writers[stem].write, df))
+
+    def dump(self, path: str, args: Any, progress: Callable[[int], None] | None = None
+             ) -> DumpResult:
+        """Stream one dump into the files; its decoded reports and summary."""
+        stream = D.DumpStream(open_dump(path), layout=args.layout, subbuf_size=args.subbuf_size,
+                              n_subbufs=args.n_subbufs, columns=RECORD_COLUMNS,
+                              batch=EXPORT_BATCH, release_lag=2)
+        kept = _Kept()
+        for batch, cs in stream.with_cs():
+            self._batch(path, batch, cs, kept)
+            if progress:
+                progress(stream.n_records)
+        decoded = stream.decoded()
+        D.require_records(decoded)
+        self._drain()  # the record-sized tables of this dump are out: its end tables follow
+        return self._finish(path, decoded, kept)
+
+    def _batch(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame, kept: _Kept) -> None:
+        recs, cs_lf = batch.lazy(), cs.lazy()
+        ev, iot, iot_cs, ent = pl.collect_all([
+            events(recs), tables.iotimes(recs), tables.iotimes_cs(recs, cs_lf),
+            iolatency.cs_entries(recs, cs_lf),
+        ])
+        self._write(path, {"events": ev, "iotimes": iot, "iotimes_cs": iot_cs})
+        kept.kinds.update(dict(ev.group_by("record_type").len().iter_rows()))
+        kept.events.append(ev.filter(pl.col("event").is_in(KEPT_EVENTS)).select(KEPT_COLUMNS))
+        kept.entries.append(ent)
+        kept.seq_edges.append(_seq_edges(batch))
+        kept.offset_edges.append(_offset_edges(batch))
+
+    def _finish(self, path: str, decoded: D.Decoded, kept: _Kept) -> DumpResult:
+        ev = _stack(kept.events, schema.empty(schema.EVENTS).select(KEPT_COLUMNS))
+        seq_e = _stack(kept.seq_edges, schema.empty(schema.RECORDS).select(
+            "cpu", "seq", "time_us", "ovfl"))
+        off_e = _stack(kept.offset_edges, schema.empty(schema.RECORDS).select(
+            "cpu", "offset", "pdu_len", "time_us"))
+        ent = _stack(kept.entries, pl.DataFrame(schema={
+            "csid": pl.UInt64, "request": pl.String, "idx": pl.UInt8,
+            "ts_net": pl.UInt32, "ts_io": pl.UInt32}))
+        windows = D.drop_windows(seq_e)
+        files = pl.LazyFrame({"cpu": [c.cpu for c in decoded.cpus],
+                              "file": [c.source for c in decoded.cpus]},
+                             schema={"cpu": pl.UInt16, "file": pl.String})
+        inv = _episodes(ev, windows)
+        nodes, cs, loss = pl.collect_all([
+            tables.nodes(inv.lazy()),
+            tables.cs_latency_of(ent.lazy()),
+            tables.loss(off_e.lazy(), windows.lazy(), decoded.skips_frame().lazy(), files),
+        ])
+        self._write(path, {"invalidations": inv, "nodes": nodes, "cs": cs, "loss": loss})
+        summary = summarize(decoded, ev, inv, Selection(), dict(kept.kinds))
+        return DumpResult(path, decoded, summary)
+
+
+def export_streamed(out: OutputDir, fmt: str, stems: dict[str, dict[str, pl.DataType]],
+                    args: Any, excel_safe: bool = False) -> tuple[list[DumpResult],
+                                                                 dict[str, int]]:
+    """Export every dump of ``args.paths``; the per-dump results and rows per file."""
+    results = []
+    with StreamExport(out, fmt, stems, args.paths, excel_safe) as ex:
+        for path in args.paths:
+            progress = _Progress(path, sys.stderr.isatty())
+            try:
+                results.append(ex.dump(path, args, progress))
+            finally:
+                progress.done()
+        writers = ex.writers
+    return results, {f"{stem}.{fmt}": w.rows for stem, w in writers.items()}

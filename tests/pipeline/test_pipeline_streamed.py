@@ -1,0 +1,185 @@
+"""The streamed export (pipeline/streamed.py) against the whole-table pipeline
+(analysis.analyze_decoded on decode()): every table cell by cell, in order,
+whatever the batch size, plus the edge-row selection as a property."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pl_builders import Trace, random_trace
+from polars.testing import assert_frame_equal
+
+from ktrace_decode import decode as D
+from ktrace_decode.cli import main
+from ktrace_decode.formats import layouts as L
+from ktrace_decode.pipeline import streamed, tables
+from ktrace_decode.pipeline.analysis import analyze_decoded
+from ktrace_decode.pipeline.export import SCHEMAS
+from ktrace_decode.safe_output import OutputDir
+from ktrace_decode.sources import open_dump
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def _args(*paths: str) -> argparse.Namespace:
+    return argparse.Namespace(paths=list(paths), layout="auto", subbuf_size=L.RELAY_SUBBUF_SIZE,
+                              n_subbufs=L.RELAY_N_SUBBUFS)
+
+
+def _export(out_dir: Path, *paths: str, fmt: str = "parquet") -> tuple[list, dict[str, int]]:
+    with OutputDir(out_dir) as out:
+        return streamed.export_streamed(out, fmt, SCHEMAS, _args(*paths))
+
+
+def _whole_summary(a) -> dict:
+    # analyze adds storage sections that export does not compute
+    return {k: v for k, v in a.summary.items() if k not in ("io", "metrics")}
+
+
+def _check_equal(out_dir: Path, dump: str, rows: dict[str, int], summary: dict) -> None:
+    whole = analyze_decoded(D.decode(dump))
+    for stem, df in whole.frames().items():
+        got = pl.read_parquet(out_dir / f"{stem}.parquet")
+        assert_frame_equal(got, df, check_dtypes=True)
+        assert rows[f"{stem}.parquet"] == df.height
+    assert summary == _whole_summary(whole)
+
+
+@pytest.mark.parametrize("sample", ["storm", "overflow", "quiet"])
+@pytest.mark.parametrize(("batch", "episode_rows"), [(1 << 17, 1 << 19), (997, 1 << 19),
+                                                     (61, 300)])
+def test_streamed_equals_whole(sample, batch, episode_rows, tmp_path, monkeypatch):
+    """Tiny batches and sliced episodes change nothing: overflow has drops,
+    skipped bytes and lost overlaps whose edges fall across batches."""
+    monkeypatch.setattr(streamed, "EXPORT_BATCH", batch)
+    monkeypatch.setattr(streamed, "EPISODE_ROWS", episode_rows)
+    dump = str(SAMPLES / sample)
+    results, rows = _export(tmp_path, dump)
+    _check_equal(tmp_path, dump, rows, results[0].summary)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), batch=st.integers(1, 40))
+def test_streamed_equals_whole_on_random_traces(tmp_path_factory, seed, batch):
+    dump = random_trace(seed).write(tmp_path_factory.mktemp("d") / "dump")
+    out = tmp_path_factory.mktemp("out")
+    old = streamed.EXPORT_BATCH, streamed.EPISODE_ROWS
+    streamed.EXPORT_BATCH, streamed.EPISODE_ROWS = batch, 7
+    try:
+        results, rows = _export(out, str(dump))
+    finally:
+        streamed.EXPORT_BATCH, streamed.EPISODE_ROWS = old
+    _check_equal(out, str(dump), rows, results[0].summary)
+
+
+def test_csv_and_parquet_hold_the_same_rows(tmp_path):
+    dump = str(SAMPLES / "overflow")
+    _export(tmp_path / "p", dump)
+    _export(tmp_path / "c", dump, fmt="csv")
+    for stem, cols in SCHEMAS.items():
+        csv = pl.read_csv(tmp_path / "c" / f"{stem}.csv", schema=cols)
+        assert_frame_equal(csv, pl.read_parquet(tmp_path / "p" / f"{stem}.parquet"))
+
+
+def test_a_cpu_going_back_in_time_keeps_its_place(tmp_path, capsys):
+    """Export writes the rows in the order ``ktrace decode`` prints them (the
+    same streaming merge and batches: beyond the merge slack a record may stay
+    where its CPU wrote it), and they are decode()'s rows."""
+    tr = Trace()
+    for i in range(40):
+        tr.add_text(0, 1_000_000 + 1000 * i, f"pcs_a: {i}")
+        tr.add_text(1, 1_000_500 + 1000 * i, f"pcs_b: {i}")
+    tr.add_text(0, 1_041_000 - 2 * D.MERGE_SLACK_US, "pcs_a: late")
+    dump = str(tr.write(tmp_path / "dump"))
+    assert main(["export", dump, "--out", str(tmp_path / "out")]) == 0
+    got = pl.read_csv(tmp_path / "out" / "events.csv")["text"].to_list()
+    assert sorted(got) == sorted(analyze_decoded(D.decode(dump)).events["text"].to_list())
+    capsys.readouterr()
+    assert main(["decode", dump, "--format", "csv", "--quiet"]) == 0
+    printed = pl.read_csv(capsys.readouterr().out.encode())["text"].to_list()
+    assert got == printed
+
+
+def test_several_dumps_are_stacked_with_their_source(tmp_path):
+    a, b = str(SAMPLES / "quiet"), str(SAMPLES / "overflow")
+    _, rows = _export(tmp_path, a, b)
+    inv = pl.read_parquet(tmp_path / "invalidations.parquet")
+    assert inv.columns[0] == "source"
+    assert inv["source"].unique(maintain_order=True).to_list() == [a, b]
+    for path in (a, b):
+        whole = analyze_decoded(D.decode(path)).invalidations
+        assert_frame_equal(inv.filter(pl.col("source") == path).drop("source"), whole)
+    assert rows["events.parquet"] == sum(D.decode(p).n_records for p in (a, b))
+
+
+def test_the_stream_gives_back_what_it_read(tmp_path):
+    """Empty dump: no files are left behind and the error is the decoder's."""
+    (tmp_path / "dump").mkdir()
+    (tmp_path / "dump" / "trace0").write_bytes(b"\0" * 4096)
+    assert main(["export", str(tmp_path / "dump"), "--out", str(tmp_path / "out")]) != 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
+# --- the edge rows, as a property -------------------------------------------
+
+@st.composite
+def _cpu_records(draw):
+    """Records of a few CPUs: unique (cpu, seq) with gaps, offsets with byte gaps,
+    drops; and the skipped ranges (inside the byte gaps, as the decoder finds them)."""
+    rows, skips = [], []
+    for cpu in range(draw(st.integers(1, 3))):
+        seq = off = 0
+        for _ in range(draw(st.integers(0, 25))):
+            seq += draw(st.integers(1, 3))
+            gap = draw(st.sampled_from([0, 0, 0, 5, 40]))
+            if gap:
+                skips.append((cpu, "src", off, off + gap, gap, "garbage"))
+            off += gap
+            pdu = draw(st.integers(8, 30))
+            rows.append((cpu, seq, off, draw(st.integers(0, 10_000)),
+                         draw(st.sampled_from([0, 0, 0, 2])), pdu))
+            off += L.HEADER_SIZE + pdu
+    return rows, skips
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=_cpu_records(), cuts=st.lists(st.integers(0, 80), max_size=6), seed=st.integers(0, 99))
+def test_edge_rows_give_the_same_windows_and_loss(data, cuts, seed):
+    rows, skips = data
+    recs = pl.DataFrame(rows, orient="row", schema={
+        "cpu": pl.UInt16, "seq": pl.UInt32, "offset": pl.UInt64, "time_us": pl.UInt64,
+        "ovfl": pl.UInt16, "pdu_len": pl.UInt16})
+    # Batches of any rows in any order (the stream's batches are time slices).
+    recs = recs.sample(fraction=1.0, shuffle=True, seed=seed) if recs.height else recs
+    bounds = sorted({0, recs.height, *(c for c in cuts if c < recs.height)})
+    batches = [recs[a:b] for a, b in itertools.pairwise(bounds)]
+    seq_e = pl.concat([streamed._seq_edges(b) for b in batches]) if batches else recs
+    off_e = pl.concat([streamed._offset_edges(b) for b in batches]) if batches else recs
+    assert_frame_equal(D.drop_windows(seq_e), D.drop_windows(recs))
+    sk = pl.DataFrame(skips, orient="row", schema={
+        "cpu": pl.UInt16, "source": pl.String, "start": pl.UInt64, "end": pl.UInt64,
+        "bytes": pl.UInt64, "kind": pl.String})
+    files = pl.LazyFrame({"cpu": [0, 1, 2], "file": ["a", "b", "c"]},
+                         schema={"cpu": pl.UInt16, "file": pl.String})
+    windows = D.drop_windows(recs).lazy()
+
+    def loss(r: pl.DataFrame) -> pl.DataFrame:
+        return tables.loss(r.lazy(), windows, sk.lazy(), files).collect()
+
+    assert_frame_equal(loss(off_e), loss(recs))
+    assert np.all(np.isin(off_e["offset"].to_numpy(), recs["offset"].to_numpy()))
+
+
+def test_stream_reads_cs_entries_with_each_batch():
+    dump = open_dump(str(SAMPLES / "storm"))
+    stream = D.DumpStream(dump, batch=500)
+    got = [cs for _, cs in stream.with_cs()]
+    whole = D.decode(str(SAMPLES / "storm")).cs
+    assert_frame_equal(pl.concat(got).sort("cpu", "seq", "idx"), whole.sort("cpu", "seq", "idx"))
