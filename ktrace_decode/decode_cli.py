@@ -32,10 +32,16 @@ examples:
   ktrace decode ring.img --layout raw --subbuf-size 524288
 
 A summary (records per CPU, time span, dropped, skipped bytes, resyncs) goes to
-stderr; -q silences it.
+stderr; -q silences it.  It lists the first %d skipped ranges (file offsets) and
+counts the rest in one line; --all-warnings lists every one.
 """
 
 T = TypeVar("T")
+
+#: Skipped ranges listed one per line in the stderr summary; the rest are
+#: counted in one line (a resync storm has millions of them).  --all-warnings
+#: lists every one.
+MAX_SKIP_WARNINGS = 20
 
 TYPES = {"text": L.TYPE_TEXT, "iotimes": L.TYPE_IOTIMES}
 
@@ -45,7 +51,7 @@ def add_decode_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         "decode", help="decode dumped buffers into one merged stream (text, JSON lines, CSV)",
         description="Decode every per-CPU buffer of a dump and print one merged stream, "
                     "ordered by (time, cpu, per-CPU sequence), like blkparse.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG % MAX_SKIP_WARNINGS, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_input_args(p)
     f = p.add_argument_group("filters")
     f.add_argument("--cpu", metavar="LIST", help="only these CPUs, e.g. 0,2,5")
@@ -57,6 +63,9 @@ def add_decode_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--format", choices=("text", "jsonl", "csv"), default="text",
                    help="output format (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    p.add_argument("--all-warnings", action="store_true",
+                   help="list every skipped range in the summary (default: the first "
+                        f"{MAX_SKIP_WARNINGS}, then one line counting the rest)")
     p.set_defaults(func=run_decode)
     return p
 
@@ -186,8 +195,15 @@ def _sec(us: int | None) -> str:
     return "-" if us is None else f"{us // 1_000_000}.{us % 1_000_000:06d}"
 
 
-def summary(decoded: Decoded, shown: int, n_records: int | None = None) -> str:
-    """The stderr summary: per-CPU counts, span, drops and damage."""
+def summary(decoded: Decoded, shown: int, n_records: int | None = None,
+            max_skip_warnings: int | None = MAX_SKIP_WARNINGS) -> str:
+    """The stderr summary: per-CPU counts, span, drops and damage.
+
+    One warning line per skipped range, for the first ``max_skip_warnings``
+    ranges (in CPU order; ``None``: all of them), then one line counting the
+    ranges and bytes not listed.  The per-CPU table is always complete, and the
+    other warnings and notes (at most four per CPU) are never cut.
+    """
     n = decoded.n_records if n_records is None else n_records
     firsts = [c.first_time_us for c in decoded.cpus if c.first_time_us is not None]
     lasts = [c.last_time_us for c in decoded.cpus if c.last_time_us is not None]
@@ -205,11 +221,21 @@ def summary(decoded: Decoded, shown: int, n_records: int | None = None) -> str:
         lines.append(f"  {c.cpu:>4} {c.layout:<6} {c.records:>10,} {_sec(c.first_time_us):>17} "
                      f"{_sec(c.last_time_us):>17} {c.dropped_at_least:>8,} "
                      f"{c.skipped_bytes:>9,} {c.resyncs:>7}")
+    budget = max_skip_warnings
+    more_ranges = more_bytes = 0
+    more_cpus: list[int] = []
     for c in decoded.cpus:
-        for s in c.skips:
+        listed = len(c.skips) if budget is None else min(budget, len(c.skips))
+        for s in c.skips[:listed]:
             what = "truncated record" if s.kind == "truncated" else "unreadable bytes"
             lines.append(f"  warning: cpu {c.cpu}: {s.end - s.start} {what} skipped at "
                          f"offset {s.start} of {c.source}")
+        if budget is not None:
+            budget -= listed
+            if listed < len(c.skips):
+                more_ranges += len(c.skips) - listed
+                more_bytes += sum(s.end - s.start for s in c.skips[listed:])
+                more_cpus.append(c.cpu)
         if c.drop_events:
             lines.append(f"  warning: cpu {c.cpu}: at least {c.dropped_at_least} records "
                          f"dropped by the relay in {c.drop_events} window(s) (buffer full)")
@@ -219,6 +245,11 @@ def summary(decoded: Decoded, shown: int, n_records: int | None = None) -> str:
                         (c.time_backwards, "records earlier than their predecessor")):
             if k:
                 lines.append(f"  note: cpu {c.cpu}: {k} {what}")
+    if more_ranges:
+        where = (f"cpu {more_cpus[0]}" if len(more_cpus) == 1
+                 else f"{len(more_cpus)} CPUs")
+        lines.append(f"  warning: {more_ranges:,} more skipped range(s) ({more_bytes:,} bytes, "
+                     f"{where}) not listed; --all-warnings lists every one")
     return "\n".join(lines) + "\n"
 
 
@@ -253,6 +284,7 @@ def run_decode(args: argparse.Namespace) -> int:
     writer.close(empty if empty is not None else schema.empty(schema.RECORDS))
     sys.stdout.flush()
     if not args.quiet:
-        sys.stderr.write(summary(decoded, shown, stream.n_records))
+        sys.stderr.write(summary(decoded, shown, stream.n_records,
+                                 None if args.all_warnings else MAX_SKIP_WARNINGS))
     check_strict(args, decoded)
     return 0

@@ -120,3 +120,38 @@ def test_raw_layout_options(tmp_path, capsys):
     code, _, err = run(capsys, "decode", str(f), "--layout", "raw", "--subbuf-size", "3000")
     assert code == 1 and "not a multiple of the sub-buffer size 3000" in err
     assert L.HEADER_SIZE == 16
+
+
+def test_skip_warnings_are_capped_across_cpus_and_the_rest_counted(tmp_path, capsys):
+    """The first MAX_SKIP_WARNINGS (20) skipped ranges, in CPU order, one line
+    each; the rest in one line; other warnings (drops) are never cut; the table
+    stays exact; --all-warnings lists all 27."""
+    from ktrace_decode.decode_cli import MAX_SKIP_WARNINGS
+
+    assert MAX_SKIP_WARNINGS == 20
+    d = tmp_path / "dump"
+    d.mkdir()
+    # Each CPU: records 20 bytes apart in time, each followed by `garbage`.
+    for cpu, n, garbage in ((0, 15, b"\x01"), (1, 10, b"\x01\x02\x03"), (2, 2, b"\x01" * 4)):
+        (d / f"trace{cpu}").write_bytes(b"".join(
+            text_rec(5_000_000 + 20 * i, "f: x", ovfl=3 if (cpu, i) == (1, 9) else 0) + garbage
+            for i in range(n)))
+    code, out, err = run(capsys, "decode", str(d))
+    assert code == 0 and len(out.splitlines()) == 27
+    lines = err.splitlines()
+    assert lines[2:5] == [
+        "     0 stream         15          5.000000          5.000280        0        15      14",
+        "     1 stream         10          5.000000          5.000180        3        30       9",
+        "     2 stream          2          5.000000          5.000020        0         8       1",
+    ]
+    listed = [ln for ln in lines if "skipped at offset" in ln]
+    assert [ln.split(":")[1] for ln in listed] == [" cpu 0"] * 15 + [" cpu 1"] * 5
+    assert lines[5:] == [
+        *listed,
+        "  warning: cpu 1: at least 3 records dropped by the relay in 1 window(s) (buffer full)",
+        "  warning: 7 more skipped range(s) (23 bytes, 2 CPUs) not listed; "
+        "--all-warnings lists every one",
+    ]
+    code, _, err = run(capsys, "decode", str(d), "--all-warnings")
+    assert code == 0 and sum("skipped at offset" in ln for ln in err.splitlines()) == 27
+    assert "not listed" not in err
