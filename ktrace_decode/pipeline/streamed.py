@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from .. import decode as D
 from .. import iolatency, schema
+from ..decode_cli import prefetch
 from ..formats import layouts as L
 from ..safe_output import OutputDir, excel_safe_frame
 from ..sources import open_dump
@@ -266,9 +267,11 @@ class StreamExport:
         """Stream one dump into the files; its decoded reports and summary."""
         stream = D.DumpStream(open_dump(path), layout=args.layout, subbuf_size=args.subbuf_size,
                               n_subbufs=args.n_subbufs, columns=RECORD_COLUMNS,
-                              batch=EXPORT_BATCH, release_lag=2)
+                              batch=EXPORT_BATCH, release_lag=3)
         kept = _Kept()
-        for batch, cs in stream.with_cs():
+        # The next batch is decoded (numpy and Polars: the GIL is released) on
+        # another thread while this one classifies the current one.
+        for batch, cs in prefetch(stream.with_cs(), 1):
             self._batch(path, batch, cs, kept)
             if progress:
                 progress(stream.n_records)
