@@ -22,6 +22,20 @@ the kernel's long-message bug); iotimes is 56 + 24n bytes.  During a resync an
 iotimes candidate must also have ``cses == n`` and an unknown type is never
 accepted; in the chain an unknown type is kept (as raw) when the record after
 it is plausible or it ends the buffer exactly.
+
+Resync (also shared with :mod:`.slowpath`): where the chain breaks, the walk
+resumes at the first plausible header after the break that is not *stale*.
+In a stream, stale means more than ``STALE_TOLERANCE_US`` older than the
+floor reference: the earliest of the last ``RECENT_RECORDS`` accepted records
+(so one damaged time in the future among them changes nothing).  While fewer
+than ``CONFIRMING_RECORDS`` (2) records have been accepted, the reference is a
+single record whose time may itself be the damage (a bit flip in the first
+record): it only counts if some candidate later in the buffer is not stale
+against it.  If every candidate up to the end of the buffer is, that record is
+the odd one out and the walk resumes at the first plausible header, with no
+floor.  In a raw sub-buffer, stale means older than the sub-buffer's first
+record (an earlier lap), with no exception: padding after the last record of
+a sub-buffer is exactly "nothing newer up to the end".
 """
 
 from __future__ import annotations
@@ -43,6 +57,10 @@ STALE_TOLERANCE_US = 1_000_000
 #: damaged header with a time in the future must not make every intact record
 #: after it look stale.
 RECENT_RECORDS = 8
+#: With fewer accepted records than this (i.e. one), the floor is only used if
+#: a later candidate confirms it (is not stale against it); otherwise the lone
+#: record's time is taken for the damage and the resync ignores the floor.
+CONFIRMING_RECORDS = 2
 
 _OFF = L.field_offsets(L.TraceHeader)
 _IOT = L.field_offsets(L.IotimesHeader)
@@ -227,6 +245,7 @@ class Scanner:
         last_time: int | None = None
         recent: list[int] = []  # times of the last RECENT_RECORDS accepted records
         first_time: int | None = None
+        floor_off = False  # for the one resync without a floor (see CONFIRMING_RECORDS)
         c0 = pos
         while c0 < end:
             c1 = min(c0 + self.chunk, end)
@@ -269,8 +288,10 @@ class Scanner:
                 r = int(np.searchsorted(resync_idx, np.searchsorted(c.pos, broke + 1)))
                 if raw:
                     floor = first_time
+                elif floor_off or last_time is None:
+                    floor = None
                 else:
-                    floor = None if last_time is None else last_time - STALE_TOLERANCE_US
+                    floor = last_time - STALE_TOLERANCE_US
                 if floor is not None:
                     r = _first_not_older(c.time, resync_idx, r, floor)
                 if r >= len(resync_idx):
@@ -281,9 +302,18 @@ class Scanner:
                 self.resyncs += 1
                 resync_next = True
                 broke = None
+                floor_off = False
             if runs:
                 yield _result(c, runs)
             c0 = c1 if broke is not None else max(pos, c1)
+            if (c0 >= end and broke is not None and not raw and not floor_off
+                    and last_time is not None and len(recent) < CONFIRMING_RECORDS):
+                # The floor rejected every candidate up to the end of the buffer
+                # and only one record set it: its time is the damaged one.  Look
+                # again from the break, without a floor (nothing after the break
+                # has been yielded yet).
+                floor_off = True
+                c0 = broke
         if broke is not None:
             seg = buf[broke:end]
             if raw and (first_time is not None or not seg.any()):

@@ -16,7 +16,7 @@ from construct import ConstructError, Container
 
 from . import schema
 from .formats import layouts as L
-from .scan import RECENT_RECORDS, STALE_TOLERANCE_US, TIME_LIMIT, Skip
+from .scan import CONFIRMING_RECORDS, RECENT_RECORDS, STALE_TOLERANCE_US, TIME_LIMIT, Skip
 
 _H = L.HEADER_SIZE
 
@@ -93,12 +93,11 @@ def walk(data: bytes, start: int, end: int, raw_subbuf: bool = False
             pos += _H + rec.header.pdu_len
             continue
         floor = first if raw_subbuf else (None if last is None else last - STALE_TOLERANCE_US)
-        q = pos + 1
-        while q < end:
-            cand = _acceptable(data, q, end, True)
-            if cand is not None and (floor is None or cand.header.time >= floor):
-                break
-            q += 1
+        q = _resync(data, pos, end, floor)
+        if q >= end and not raw_subbuf and floor is not None and len(recent) < CONFIRMING_RECORDS:
+            # A floor set by one record only counts if a later candidate
+            # confirms it; none did: that record's time was the damaged one.
+            q = _resync(data, pos, end, None)
         if q >= end:
             seg = data[pos:end]
             if raw_subbuf and (first is not None or not any(seg)):
@@ -111,6 +110,17 @@ def walk(data: bytes, start: int, end: int, raw_subbuf: bool = False
         resynced = True
         pos = q
     return out, skips, padding, stale
+
+
+def _resync(data: bytes, pos: int, end: int, floor: int | None) -> int:
+    """The first plausible resync header after ``pos`` not older than ``floor`` (or ``end``)."""
+    q = pos + 1
+    while q < end:
+        cand = _acceptable(data, q, end, True)
+        if cand is not None and (floor is None or cand.header.time >= floor):
+            return q
+        q += 1
+    return end
 
 
 def _tail(data: bytes, pos: int, end: int) -> list[Skip]:

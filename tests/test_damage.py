@@ -181,3 +181,49 @@ def test_fast_and_slow_paths_agree_on_damaged_input(layout):
         assert_frame_equal(fcs, scs)
         assert [(s.start, s.end, s.kind) for s in rep.skips] == [
             (s.start, s.end, s.kind) for s in skips]
+
+
+def _fast_equals_slow(data: bytes, **kw):
+    fast, fcs, rep = decode_bytes(data, **kw)
+    slow, scs, skips = slowpath.decode_bytes(data, **{k: v for k, v in kw.items()
+                                                      if k in ("layout", "subbuf_size")})
+    assert_frame_equal(fast, slow)
+    assert_frame_equal(fcs, scs)
+    assert [(s.start, s.end, s.kind) for s in rep.skips] == [
+        (s.start, s.end, s.kind) for s in skips]
+    return fast, rep
+
+
+STALE = b"".join(text_rec(5_000_000 + i, "f: stale") for i in range(9))  # 5 s before GOOD
+
+
+def _good(i: int) -> bytes:
+    return text_rec(10_000_000 + i, f"f: good {i}")
+
+
+@pytest.mark.parametrize(("data", "texts", "skipped", "resyncs"), [
+    # One record, then damage: its floor holds because a later candidate
+    # (good 1) is not stale against it; the stale records are skipped.
+    (_good(0) + b"\x01" + STALE + _good(1), ["f: good 0", "f: good 1"], 1 + len(STALE), 1),
+    # Two records set the floor: stale records up to the end stay skipped (as
+    # the garbage tail: no resync).
+    (_good(0) + _good(1) + b"\x01" + STALE, ["f: good 0", "f: good 1"], 1 + len(STALE), 0),
+    # One record and nothing after the damage that is not stale against it: the
+    # lone record's time is taken for the damage, everything after is kept.
+    (_good(0) + b"\x01" + STALE, ["f: good 0"] + ["f: stale"] * 9, 1, 1),
+], ids=["one record, confirmed", "two records", "one record, unconfirmed"])
+def test_stale_floor_of_a_stream(data, texts, skipped, resyncs):
+    recs, rep = _fast_equals_slow(data)
+    assert recs["text"].to_list() == texts
+    assert rep.skipped_bytes == skipped and rep.resyncs == resyncs
+
+
+def test_raw_subbuffer_with_one_record_keeps_its_stale_lap_as_padding():
+    # The stream exception for a lone record does not apply to raw images: after
+    # the sub-buffer's only record, older records are an earlier lap.
+    size = 1024
+    sub = _good(0) + b"\x01" + STALE
+    img = sub + bytes(size - len(sub))
+    recs, rep = _fast_equals_slow(img, layout="raw", subbuf_size=size, n_subbufs=1)
+    assert recs["text"].to_list() == ["f: good 0"]
+    assert rep.skips == [] and rep.stale_bytes > 0

@@ -23,9 +23,12 @@ What is claimed, precisely (stream layout):
      recovered record that is *not* intact (a bogus header the damage made or
      left, which passed every plausibility check) overlaps it, or (b) it comes
      after skipped bytes and is more than STALE_TOLERANCE_US older than the
-     earliest of the last RECENT_RECORDS records recovered before it (the
+     earliest of the last RECENT_RECORDS records recovered before it -- and,
+     when fewer than CONFIRMING_RECORDS (i.e. one) were recovered before it, a
+     record recovered after it is not that old (it confirmed the floor) (the
      documented stale-data rule; the clean streams span < 0.5 s, so only
-     damaged timestamps can trigger it, and one alone no longer can).
+     damaged timestamps can trigger it, and one alone no longer can: not among
+     other records, and not as the first record either).
 
 ``test_damage_without_header_bytes`` -- the same damage, then every ``9c f5``
 that starts outside an intact record is broken (``scrub``: damaged bytes only),
@@ -60,7 +63,7 @@ from ktrace_decode import slowpath
 from ktrace_decode.decode import scan_parts
 from ktrace_decode.formats import layouts as L
 from ktrace_decode.records import cs_frame, records_frame
-from ktrace_decode.scan import RECENT_RECORDS, STALE_TOLERANCE_US
+from ktrace_decode.scan import CONFIRMING_RECORDS, RECENT_RECORDS, STALE_TOLERANCE_US
 from ktrace_decode.sources import TraceSource
 
 #: Examples per property: bounded for CI; KTRACE_FUZZ_EXAMPLES=5000 for a long run.
@@ -148,8 +151,11 @@ def test_any_damage(case: tuple[Damaged, list[Source]]):
             continue
         bogus = [(a, b) for a, b in spans if a < k + n and k < b and a not in starts]
         before = recs.filter(pl.col("offset") < k).tail(RECENT_RECORDS)
-        stale = before.height and int(before["time_us"].min()) - want["time_us"] > (  # type: ignore[arg-type]
-            STALE_TOLERANCE_US)
+        floor = (int(before["time_us"].min()) - STALE_TOLERANCE_US  # type: ignore[arg-type]
+                 if before.height else None)
+        stale = floor is not None and want["time_us"] < floor and (
+            before.height >= CONFIRMING_RECORDS
+            or recs.filter((pl.col("offset") > k) & (pl.col("time_us") >= floor)).height > 0)
         assert bogus or stale, (
             f"intact record at {k} ({n} bytes) lost; damage: {d.ops}")
         event("an intact record lost under a bogus record" if bogus else

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import time
 
-import pytest
+import numpy as np
+from polars.testing import assert_frame_equal
 from test_rb_resources import peak_rss_of, scan_all
 
 from helpers import decode_bytes, text_rec
+from ktrace_decode import slowpath
+from ktrace_decode.scan import Scanner
 
 MiB = 1 << 20
 
@@ -122,21 +125,36 @@ def test_a_resync_storm_does_not_flood_stderr(tmp_path):
     assert stderr_lines("--all-warnings", "-q") == []
 
 
-@pytest.mark.xfail(reason="with fewer than RECENT_RECORDS records before the break, one bad "
-                          "timestamp still sets the stale floor", strict=False)
 def test_a_bad_timestamp_in_the_first_record_does_not_lose_the_rest():
-    """Still open after feb462c: the same flipped bit 50, but in record 0, then
-    3 bytes of garbage.  The only record before the break is the bogus one, so
-    the floor is its time - 1 s and records 1..19 (intact) are reported as 488
-    bytes of garbage, no resync.  The property test meets it now and then
-    (``an intact record lost to the stale rule``: 0.35 % of 800 examples).
-    Fix idea: no floor until a few records agree, or, when the floor rejects
-    every candidate up to the end of the buffer, resync as if there were none."""
+    """Fixed by CONFIRMING_RECORDS (scan.py and slowpath.py: a floor set by one
+    record counts only if a later candidate is not stale against it).  Was: the
+    same flipped bit 50, but in record 0, then 3 bytes of garbage.  The only
+    record before the break was the bogus one, so the floor was its time - 1 s
+    and records 1..19 (intact) were reported as 488 bytes of garbage, no
+    resync.  The property test met it now and then (``an intact record lost to
+    the stale rule``: 0.35 % of 800 examples).  Now nothing up to the end of the
+    buffer confirms record 0's time, so the resync ignores the floor: the bogus
+    record is kept (it is plausible), and so is every intact one, by both
+    decoders, whatever the scan's chunk size."""
     recs = [text_rec(5_000_000 + 10 * i, f"f: rec {i}") for i in range(20)]
     bad = bytearray(recs[0])
     bad[8 + 6] ^= 0x04
     recs[0] = bytes(bad)
     recs[1] = b"\x01\x02\x03" + recs[1]
-    got, _, rep = decode_bytes(b"".join(recs))
-    assert got.height == 20 and rep.skipped_bytes == 3, (
+    data = b"".join(recs)
+    got, cs, rep = decode_bytes(data)
+    assert got.height == 20 and rep.skipped_bytes == 3 and rep.resyncs == 1, (
         f"{got.height} records, {rep.skipped_bytes} bytes skipped, {rep.resyncs} resyncs")
+    assert got["text"].to_list() == [f"f: rec {i}" for i in range(20)]
+    assert got["time_us"][0] == 5_000_000 + (1 << 50)
+    assert got["resynced"].to_list() == [i == 1 for i in range(20)]
+    assert [(s.start, s.end) for s in rep.skips] == [(len(recs[0]), len(recs[0]) + 3)]
+    slow, scs, skips = slowpath.decode_bytes(data)
+    assert_frame_equal(got, slow)
+    assert_frame_equal(cs, scs)
+    assert [(s.start, s.end, s.kind) for s in skips] == [
+        (s.start, s.end, s.kind) for s in rep.skips]
+    for chunk in (1, 7, 61, 1 << 20):
+        sc = Scanner(np.frombuffer(data, np.uint8), chunk=chunk)
+        starts = [int(x) for part in sc.chunks() for x in part.starts]
+        assert starts == got["offset"].to_list() and sc.skips == rep.skips, chunk
