@@ -156,12 +156,34 @@ def run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Progress:
+    """"exporting trace (n records)" on a terminal, a few times a second at most."""
+
+    def __init__(self) -> None:
+        self.enabled, self.last = sys.stderr.isatty(), 0.0
+
+    def __call__(self, path: str, n: int) -> None:
+        now = time.monotonic()
+        if self.enabled and now - self.last > 0.25:
+            self.last = now
+            sys.stderr.write(f"\r\x1b[Kexporting {Path(path).name}: {n:,} records")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+
+
 def run_export(args: argparse.Namespace) -> int:
     if args.format in export_mod.SINGLE_FILE:
         return _run_single_file_export(args)
+    progress = _Progress()
     with export_mod.prepare(args.out, args.format, args.force) as out:  # refuse before decoding
-        results, rows = export_streamed(out, args.format, export_mod.SCHEMAS, args,
-                                        excel_safe=args.excel_safe)
+        try:
+            results, rows = export_streamed(out, args.format, export_mod.SCHEMAS, args,
+                                            excel_safe=args.excel_safe, progress=progress)
+        finally:
+            progress.done()
     sys.stderr.write(f"wrote {len(rows)} files to {args.out}:\n")
     for name, n in rows.items():
         sys.stderr.write(f"  {name:<22} {n:>12,} rows\n")

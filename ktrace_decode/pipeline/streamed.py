@@ -24,14 +24,11 @@ CPU wrote it.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -194,24 +191,6 @@ class DumpResult:
     summary: dict[str, Any]
 
 
-class _Progress:
-    """"exporting trace (n records)" on a terminal, at most a few times a second."""
-
-    def __init__(self, path: str, enabled: bool) -> None:
-        self.path, self.enabled, self.last = Path(path).name, enabled, 0.0
-
-    def __call__(self, n: int) -> None:
-        now = time.monotonic()
-        if self.enabled and now - self.last > 0.25:
-            self.last = now
-            sys.stderr.write(f"\r\x1b[Kexporting {self.path}: {n:,} records")
-            sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\x1b[K")
-
-
 class StreamExport:
     """Write the export tables of one or many dumps, each streamed once.
 
@@ -318,16 +297,16 @@ class StreamExport:
 
 
 def export_streamed(out: OutputDir, fmt: str, stems: dict[str, dict[str, pl.DataType]],
-                    args: Any, excel_safe: bool = False) -> tuple[list[DumpResult],
-                                                                 dict[str, int]]:
-    """Export every dump of ``args.paths``; the per-dump results and rows per file."""
+                    args: Any, excel_safe: bool = False,
+                    progress: Callable[[str, int], None] | None = None,
+                    ) -> tuple[list[DumpResult], dict[str, int]]:
+    """Export every dump of ``args.paths``; the per-dump results and rows per file.
+
+    ``progress(path, records so far)`` is called after every batch."""
     results = []
     with StreamExport(out, fmt, stems, args.paths, excel_safe) as ex:
         for path in args.paths:
-            progress = _Progress(path, sys.stderr.isatty())
-            try:
-                results.append(ex.dump(path, args, progress))
-            finally:
-                progress.done()
+            each = (lambda n, p=path: progress(p, n)) if progress else None
+            results.append(ex.dump(path, args, each))
         writers = ex.writers
     return results, {f"{stem}.{fmt}": w.rows for stem, w in writers.items()}

@@ -183,3 +183,14 @@ def test_stream_reads_cs_entries_with_each_batch():
     got = [cs for _, cs in stream.with_cs()]
     whole = D.decode(str(SAMPLES / "storm")).cs
     assert_frame_equal(pl.concat(got).sort("cpu", "seq", "idx"), whole.sort("cpu", "seq", "idx"))
+
+
+def test_progress_on_a_terminal(tmp_path, capsys, monkeypatch):
+    """On a terminal export shows its progress on one rewritten line, then clears it."""
+    monkeypatch.setattr(streamed, "EXPORT_BATCH", 100)
+    monkeypatch.setattr(type(__import__("sys").stderr), "isatty", lambda self: True,
+                        raising=False)
+    assert main(["export", str(SAMPLES / "storm"), "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "\r\x1b[Kexporting storm: " in err
+    assert err.split("wrote 7 files")[0].endswith("\r\x1b[K")
