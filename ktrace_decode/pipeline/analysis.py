@@ -60,6 +60,6 @@ def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Ana
     nodes = tables.nodes(inv.lazy()).collect()
     sel = selection or Selection()
     summary = summarize(decoded, ev, inv, sel)
-    summary["io"] = storage.io_section(cs, iot, sel.top)
-    summary["metrics"] = storage.metrics_section(decoded, iot)
+    summary["io"] = storage.io_section(cs, iot.height, iot, sel.top)
+    summary["metrics"] = storage.metrics_section(decoded, storage.io_counts(iot))
     return Analysis(ev, inv, nodes, iot, iot_cs, loss, summary, cs)

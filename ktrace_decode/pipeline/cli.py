@@ -16,10 +16,9 @@ from pathlib import Path
 from ..cli_common import add_input_args, check_strict, load_input, parse_time
 from ..errors import UsageError
 from . import export as export_mod
-from .analysis import analyze_decoded
 from .io import FORMATS
 from .report import render
-from .streamed import export_streamed
+from .streamed import analyze_streamed, export_streamed
 from .summary import Selection
 
 ANALYZE_EPILOG = """\
@@ -140,10 +139,32 @@ def selection(args: argparse.Namespace) -> Selection:
                      boot_time_us=boot, clock_source=source)
 
 
+class _Progress:
+    """"exporting trace: n records" on a terminal, a few times a second at most."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb, self.enabled, self.last = verb, sys.stderr.isatty(), 0.0
+
+    def __call__(self, path: str, n: int) -> None:
+        now = time.monotonic()
+        if self.enabled and now - self.last > 0.25:
+            self.last = now
+            sys.stderr.write(f"\r\x1b[K{self.verb} {Path(path).name}: {n:,} records")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+
+
 def run_analyze(args: argparse.Namespace) -> int:
     sel = selection(args)  # bad options fail before a long decode
-    decoded = load_input(args)
-    summary = analyze_decoded(decoded, sel).summary
+    progress = _Progress("analyzing")
+    try:
+        result = analyze_streamed(args.path, args, sel, progress)
+    finally:
+        progress.done()
+    summary, decoded = result.summary, result.decoded
     if args.json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         # A script reading stdout should still see these on its terminal.
@@ -156,28 +177,10 @@ def run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress:
-    """"exporting trace (n records)" on a terminal, a few times a second at most."""
-
-    def __init__(self) -> None:
-        self.enabled, self.last = sys.stderr.isatty(), 0.0
-
-    def __call__(self, path: str, n: int) -> None:
-        now = time.monotonic()
-        if self.enabled and now - self.last > 0.25:
-            self.last = now
-            sys.stderr.write(f"\r\x1b[Kexporting {Path(path).name}: {n:,} records")
-            sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\x1b[K")
-
-
 def run_export(args: argparse.Namespace) -> int:
     if args.format in export_mod.SINGLE_FILE:
         return _run_single_file_export(args)
-    progress = _Progress()
+    progress = _Progress("exporting")
     with export_mod.prepare(args.out, args.format, args.force) as out:  # refuse before decoding
         try:
             results, rows = export_streamed(out, args.format, export_mod.SCHEMAS, args,

@@ -21,24 +21,37 @@ _OP = {"read": "cs_read", "write": "cs_write", "sync": "cs_sync", "write_hole": 
 _OP_V1 = {"read": "read", "write": "write", "sync": "fsync"}
 
 
-def io_section(cs: pl.DataFrame, iotimes: pl.DataFrame, top: int) -> dict[str, Any]:
-    """Per chunk server (busiest first) and the slowest IOs."""
+def slowest_io(iotimes: pl.DataFrame, top: int) -> pl.DataFrame:
+    """The ``top`` IOs with the largest total latency (ties: earliest first, then
+    merged order), in the columns the report shows.  Exact over batches too:
+    the slowest of the batches' slowest."""
+    return (iotimes.sort("total_us", "time_us", descending=[True, False], maintain_order=True)
+            .head(top)
+            .select("time_us", "cpu", "nodeid", "request", "size", "total_us", "lat_us"))
+
+
+def io_counts(iotimes: pl.DataFrame) -> dict[str, int]:
+    """iotimes records per request name."""
+    return {k: int(n) for k, n in iotimes.group_by("request").len().iter_rows()}
+
+
+def io_section(cs: pl.DataFrame, n_iotimes: int, slowest: pl.DataFrame,
+               top: int) -> dict[str, Any]:
+    """Per chunk server (busiest first) and the slowest IOs (:func:`slowest_io`)."""
     per_cs = cs.sort("count", "csid", descending=[True, False]).head(top * 2).to_dicts()
-    slow = (iotimes.sort("total_us", "time_us", descending=[True, False]).head(top)
-            .select("time_us", "cpu", "nodeid", "request", "size", "total_us", "lat_us")
-            .to_dicts())
-    return {"iotimes_records": iotimes.height, "per_cs": per_cs, "slowest_io": slow}
+    return {"iotimes_records": n_iotimes, "per_cs": per_cs,
+            "slowest_io": slowest_io(slowest, top).to_dicts()}
 
 
-def metrics_section(decoded: Decoded, iotimes: pl.DataFrame) -> dict[str, Any] | None:
-    """The metrics file decoded, and its op counts against the trace's (None if absent)."""
+def metrics_section(decoded: Decoded, traced: dict[str, int]) -> dict[str, Any] | None:
+    """The metrics file decoded, and its op counts against the trace's
+    (``traced``: :func:`io_counts`); None if there is no metrics file."""
     if decoded.prometheus is None:
         return None
     try:
         m = parse_metrics(decoded.prometheus, f"{decoded.path}/prometheus")
     except KtraceError as e:
         return {"layout": None, "error": str(e), "ops": [], "cross_check": []}
-    traced = dict(iotimes.group_by("request").len().rows())
     mapping = _OP_V1 if m.layout.startswith("v1") else _OP
     check = []
     for req, op in mapping.items():

@@ -41,7 +41,7 @@ from ..decode_cli import prefetch
 from ..formats import layouts as L
 from ..safe_output import OutputDir, excel_safe_frame
 from ..sources import open_dump
-from . import tables
+from . import storage, tables
 from .episodes import ATTACHED_EVENTS, STATE_EVENTS, episodes
 from .events import events
 from .summary import Selection, summarize
@@ -164,6 +164,9 @@ class _Kept:
     seq_edges: list[pl.DataFrame] = field(default_factory=list)
     offset_edges: list[pl.DataFrame] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
+    io_counts: Counter[str] = field(default_factory=Counter)
+    n_iotimes: int = 0
+    slowest: list[pl.DataFrame] = field(default_factory=list)  # each batch's slowest IOs
 
 
 def _stack(frames: list[pl.DataFrame], empty: pl.DataFrame) -> pl.DataFrame:
@@ -192,15 +195,19 @@ class DumpResult:
 
 
 class StreamExport:
-    """Write the export tables of one or many dumps, each streamed once.
+    """Write the export tables of one or many dumps, each streamed once; with
+    ``out`` None, write nothing and only summarise (``ktrace analyze``).
 
     With several dumps every table gets a leading ``source`` column (the dump
     as named on the command line) and the dumps' rows follow one another.
     """
 
-    def __init__(self, out: OutputDir, fmt: str, stems: dict[str, dict[str, pl.DataType]],
-                 sources: Sequence[str], excel_safe: bool = False) -> None:
-        self.out, self.fmt, self.stems = out, fmt, stems
+    def __init__(self, out: OutputDir | None, fmt: str = "csv",
+                 stems: dict[str, dict[str, pl.DataType]] | None = None,
+                 sources: Sequence[str] = (), excel_safe: bool = False,
+                 sel: Selection | None = None) -> None:
+        self.out, self.fmt, self.stems = out, fmt, stems or {}
+        self.sel = sel or Selection()
         self.multi = len(sources) > 1
         self.excel_safe = excel_safe
         # One worker writes (Polars releases the GIL) while the next batch is
@@ -211,6 +218,8 @@ class StreamExport:
         self._stack = ExitStack()
 
     def __enter__(self) -> StreamExport:
+        if self.out is None:
+            return self
         for stem, cols in self.stems.items():
             cols = {"source": pl.String(), **cols} if self.multi else cols
             f = self._stack.enter_context(self.out.open(f"{stem}.{self.fmt}"))
@@ -236,6 +245,8 @@ class StreamExport:
         """Queue the frames for writing once the previous batch's writes are done
         (so at most one batch waits in memory)."""
         self._drain()
+        if self.out is None:
+            return
         for stem, df in frames.items():
             if self.multi:
                 df = df.select(pl.lit(source, pl.String).alias("source"), pl.all())
@@ -243,7 +254,8 @@ class StreamExport:
 
     def dump(self, path: str, args: Any, progress: Callable[[int], None] | None = None
              ) -> DumpResult:
-        """Stream one dump into the files; its decoded reports and summary."""
+        """Stream one dump into the files; its decoded reports and its ``analyze``
+        document (the same as :func:`.analysis.analyze_decoded`'s)."""
         stream = D.DumpStream(open_dump(path), layout=args.layout, subbuf_size=args.subbuf_size,
                               n_subbufs=args.n_subbufs, columns=RECORD_COLUMNS,
                               batch=EXPORT_BATCH, release_lag=3)
@@ -261,11 +273,15 @@ class StreamExport:
 
     def _batch(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame, kept: _Kept) -> None:
         recs, cs_lf = batch.lazy(), cs.lazy()
-        ev, iot, iot_cs, ent = pl.collect_all([
-            events(recs), tables.iotimes(recs), tables.iotimes_cs(recs, cs_lf),
-            iolatency.cs_entries(recs, cs_lf),
-        ])
-        self._write(path, {"events": ev, "iotimes": iot, "iotimes_cs": iot_cs})
+        plans = [events(recs), tables.iotimes(recs), iolatency.cs_entries(recs, cs_lf)]
+        if self.out is not None:
+            plans.append(tables.iotimes_cs(recs, cs_lf))
+        ev, iot, ent, *iot_cs = pl.collect_all(plans)
+        self._write(path, {"events": ev, "iotimes": iot, "iotimes_cs": iot_cs[0]}
+                    if iot_cs else {})
+        kept.n_iotimes += iot.height
+        kept.io_counts.update(storage.io_counts(iot))
+        kept.slowest.append(storage.slowest_io(iot, self.sel.top))
         kept.kinds.update(dict(ev.group_by("record_type").len().iter_rows()))
         kept.events.append(ev.filter(pl.col("event").is_in(KEPT_EVENTS)).select(KEPT_COLUMNS))
         kept.entries.append(ent)
@@ -292,7 +308,11 @@ class StreamExport:
             tables.loss(off_e.lazy(), windows.lazy(), decoded.skips_frame().lazy(), files),
         ])
         self._write(path, {"invalidations": inv, "nodes": nodes, "cs": cs, "loss": loss})
-        summary = summarize(decoded, ev, inv, Selection(), dict(kept.kinds))
+        summary = summarize(decoded, ev, inv, self.sel, dict(kept.kinds))
+        slowest = _stack(kept.slowest, storage.slowest_io(
+            tables.iotimes(schema.empty(schema.RECORDS).lazy()).collect(), 0))
+        summary["io"] = storage.io_section(cs, kept.n_iotimes, slowest, self.sel.top)
+        summary["metrics"] = storage.metrics_section(decoded, dict(kept.io_counts))
         return DumpResult(path, decoded, summary)
 
 
@@ -310,3 +330,10 @@ def export_streamed(out: OutputDir, fmt: str, stems: dict[str, dict[str, pl.Data
             results.append(ex.dump(path, args, each))
         writers = ex.writers
     return results, {f"{stem}.{fmt}": w.rows for stem, w in writers.items()}
+
+
+def analyze_streamed(path: str, args: Any, sel: Selection,
+                     progress: Callable[[str, int], None] | None = None) -> DumpResult:
+    """``ktrace analyze`` of one dump in one streamed pass (bounded memory)."""
+    with StreamExport(None, sel=sel) as ex:
+        return ex.dump(path, args, (lambda n: progress(path, n)) if progress else None)

@@ -22,6 +22,7 @@ from ktrace_decode.formats import layouts as L
 from ktrace_decode.pipeline import streamed, tables
 from ktrace_decode.pipeline.analysis import analyze_decoded
 from ktrace_decode.pipeline.export import SCHEMAS
+from ktrace_decode.pipeline.summary import Selection
 from ktrace_decode.safe_output import OutputDir
 from ktrace_decode.sources import open_dump
 
@@ -38,18 +39,13 @@ def _export(out_dir: Path, *paths: str, fmt: str = "parquet") -> tuple[list, dic
         return streamed.export_streamed(out, fmt, SCHEMAS, _args(*paths))
 
 
-def _whole_summary(a) -> dict:
-    # analyze adds storage sections that export does not compute
-    return {k: v for k, v in a.summary.items() if k not in ("io", "metrics")}
-
-
 def _check_equal(out_dir: Path, dump: str, rows: dict[str, int], summary: dict) -> None:
     whole = analyze_decoded(D.decode(dump))
     for stem, df in whole.frames().items():
         got = pl.read_parquet(out_dir / f"{stem}.parquet")
         assert_frame_equal(got, df, check_dtypes=True)
         assert rows[f"{stem}.parquet"] == df.height
-    assert summary == _whole_summary(whole)
+    assert summary == whole.summary
 
 
 @pytest.mark.parametrize("sample", ["storm", "overflow", "quiet"])
@@ -77,6 +73,21 @@ def test_streamed_equals_whole_on_random_traces(tmp_path_factory, seed, batch):
     finally:
         streamed.EXPORT_BATCH, streamed.EPISODE_ROWS = old
     _check_equal(out, str(dump), rows, results[0].summary)
+
+
+@pytest.mark.parametrize("sample", ["storm", "overflow"])
+@pytest.mark.parametrize("sel", [
+    Selection(), Selection(top=1), Selection(nodeid=20), Selection(top=3, since_us=10_000_000,
+                                                                  until_us=20_000_000),
+    Selection(boot_time_us=1_700_000_000_000_000, clock_source="--boot-time"),
+])
+def test_streamed_analyze_equals_whole(sample, sel, monkeypatch):
+    """``ktrace analyze`` streams too: the same document, batches of 50 records."""
+    monkeypatch.setattr(streamed, "EXPORT_BATCH", 50)
+    dump = str(SAMPLES / sample)
+    got = streamed.analyze_streamed(dump, _args(dump), sel).summary
+    assert got == analyze_decoded(D.decode(dump), sel).summary
+    assert got["io"]["slowest_io"] and got["io"]["per_cs"]
 
 
 def test_csv_and_parquet_hold_the_same_rows(tmp_path):
