@@ -155,7 +155,9 @@ def invalidation_sections(inv: pl.DataFrame, events: pl.DataFrame, sel: Selectio
              .sort(pl.coalesce("first_seen_us", "start_us"), "nodeid", nulls_last=True))
     errs = (ev.filter(pl.col("event").is_in(("write_error", "pages_error")))
             .group_by("event", "err").len()
-            .sort("len", "event", "err", descending=[True, False, False]))
+            # by name, also when the caller keeps events as categories (streamed.py)
+            .sort("len", pl.col("event").cast(pl.String), "err",
+                  descending=[True, False, False]))
     waits = eps.filter(pl.col("max_open_wait_us").is_not_null()).sort(
         "max_open_wait_us", "nodeid", descending=[True, False])
     pend = ev.filter(pl.col("event") == "pending")
