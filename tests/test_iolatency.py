@@ -1,5 +1,9 @@
 """IO latency per chunk server and per inode, from iotimes records."""
 
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from helpers import decode_bytes
 from ktrace_decode import iolatency
@@ -43,3 +47,26 @@ def test_per_ino_and_slowest():
     slow = iolatency.slowest(recs, 2).collect()
     assert slow["total_us"].to_list() == [5000, 100]
     assert slow.row(0, named=True)["request"] == "write"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.sampled_from([257, 259, 263, 999]),
+                          st.integers(0, 3), st.integers(0, 2**32 - 1), st.integers(0, 50)),
+                max_size=120))
+def test_per_cs_of_equals_polars_quantiles(rows):
+    """The numpy per-server table equals a Polars group_by with the same
+    "nearest" quantiles, ties and group sizes of every kind included."""
+    entries = pl.DataFrame(rows, orient="row", schema={
+        "csid": pl.UInt64, "io_type": pl.UInt16, "idx": pl.UInt8, "ts_net": pl.UInt32,
+        "ts_io": pl.UInt32})
+    want = (entries.with_columns(iolatency._REQ).group_by("csid", "request")
+            .agg(pl.len().cast(pl.UInt64).alias("count"),
+                 (pl.col("idx") == 0).sum().cast(pl.UInt64).alias("as_replier"),
+                 *iolatency._pcts("ts_net", "net"), *iolatency._pcts("ts_io", "io"))
+            .sort("csid", "request"))
+    got = iolatency.per_cs_of(entries)
+    assert got.schema == pl.Schema(iolatency.PER_CS)
+    assert_frame_equal(got, want.select(got.columns), check_dtypes=True)
+    if rows:
+        assert got["request"].to_list().count("type999") == len(
+            {c for c, t, *_ in rows if t == 999})

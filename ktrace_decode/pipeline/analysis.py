@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from .. import iolatency
 from ..decode import Decoded
 from . import storage, tables
 from .episodes import episodes
@@ -49,13 +50,14 @@ def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Ana
     files = pl.LazyFrame({"cpu": [c.cpu for c in decoded.cpus],
                           "file": [c.source for c in decoded.cpus]},
                          schema={"cpu": pl.UInt16, "file": pl.String})
-    ev, iot, iot_cs, cs, loss = pl.collect_all([
+    ev, iot, iot_cs, entries, loss = pl.collect_all([
         events(records),
         tables.iotimes(records),
         tables.iotimes_cs(records, decoded.cs.lazy()),
-        tables.cs_latency(records, decoded.cs.lazy()),
+        iolatency.cs_entries(records, decoded.cs.lazy()),
         tables.loss(records, windows, decoded.skips_frame().lazy(), files),
     ])
+    cs = tables.cs_latency_of(entries)
     inv = episodes(ev.lazy(), windows).collect()
     nodes = tables.nodes(inv.lazy()).collect()
     sel = selection or Selection()

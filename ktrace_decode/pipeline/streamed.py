@@ -284,11 +284,11 @@ class StreamExport:
         kept.io_counts.update(storage.io_counts(iot))
         kept.slowest.append(storage.slowest_io(iot, self.sel.top))
         kept.kinds.update(dict(ev.group_by("record_type").len().iter_rows()))
-        # Kept narrow for the end tables: event names and request names as
-        # categories (1-4 bytes instead of a 16-byte string view per row).
+        # Kept narrow for the end tables: event names as categories (1-4
+        # bytes instead of a 16-byte string view per row).
         kept.events.append(ev.filter(pl.col("event").is_in(KEPT_EVENTS)).select(
             *KEPT_COLUMNS[:3], pl.col("event").cast(_KEPT_EVENT), *KEPT_COLUMNS[4:]))
-        kept.entries.append(ent.with_columns(pl.col("request").cast(pl.Categorical)))
+        kept.entries.append(ent)
         kept.seq_edges.append(_seq_edges(batch))
         kept.offset_edges.append(_offset_edges(batch))
 
@@ -300,16 +300,18 @@ class StreamExport:
         off_e = _stack(kept.offset_edges, schema.empty(schema.RECORDS).select(
             "cpu", "offset", "pdu_len", "time_us"))
         ent = _stack(kept.entries, pl.DataFrame(schema={
-            "csid": pl.UInt64, "request": pl.Categorical, "idx": pl.UInt8,
+            "csid": pl.UInt64, "io_type": pl.UInt16, "idx": pl.UInt8,
             "ts_net": pl.UInt32, "ts_io": pl.UInt32}))
         windows = D.drop_windows(seq_e)
         files = pl.LazyFrame({"cpu": [c.cpu for c in decoded.cpus],
                               "file": [c.source for c in decoded.cpus]},
                              schema={"cpu": pl.UInt16, "file": pl.String})
+        # cs first: it is numpy, and the entries it drops make room for the episodes.
+        cs = tables.cs_latency_of(ent)
+        del ent, kept.entries[:]
         inv = _episodes(ev, windows)
-        nodes, cs, loss = pl.collect_all([
+        nodes, loss = pl.collect_all([
             tables.nodes(inv.lazy()),
-            tables.cs_latency_of(ent.lazy()),
             tables.loss(off_e.lazy(), windows.lazy(), decoded.skips_frame().lazy(), files),
         ])
         self._write(path, {"invalidations": inv, "nodes": nodes, "cs": cs, "loss": loss})

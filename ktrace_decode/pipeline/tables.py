@@ -73,13 +73,7 @@ IOTIMES_CS: dict[str, pl.DataType] = {
 }
 
 #: cs.csv: IO latency per chunk server and request type (from iotimes entries).
-CS_LATENCY: dict[str, pl.DataType] = {
-    "csid": pl.UInt64(),
-    "request": pl.String(),
-    "count": pl.UInt64(),
-    "as_replier": pl.UInt64(),
-    **{f"{k}_{q}_us": pl.UInt64() for k in ("net", "io") for q in ("p50", "p90", "p99", "max")},
-}
+CS_LATENCY: dict[str, pl.DataType] = dict(iolatency.PER_CS)
 
 #: loss.csv: one row per place where records are missing.
 LOSS: dict[str, pl.DataType] = {
@@ -216,11 +210,12 @@ def _nulls(*names: str) -> list[pl.Expr]:
     return [pl.lit(None).alias(n) for n in names]
 
 
-def cs_latency(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
+def cs_latency(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.DataFrame:
     """cs.csv: per chunk server and request, ts_net / ts_io percentiles (iolatency.per_cs)."""
-    return cs_latency_of(iolatency.cs_entries(records, cs))
+    return cs_latency_of(iolatency.cs_entries(records, cs).collect())
 
 
-def cs_latency_of(entries: pl.LazyFrame) -> pl.LazyFrame:
+def cs_latency_of(entries: pl.DataFrame) -> pl.DataFrame:
     """cs.csv from :func:`iolatency.cs_entries` (one dump's, or a stream's batches stacked)."""
-    return _select(iolatency.per_cs_of(entries), CS_LATENCY)
+    return iolatency.per_cs_of(entries).select(
+        [pl.col(n).cast(t) for n, t in CS_LATENCY.items()])
