@@ -1,4 +1,4 @@
-"""``ktrace export`` in one pass over each dump, in bounded memory.
+"""``ktrace export`` and ``ktrace analyze`` in one pass over each dump, in bounded memory.
 
 Batches of merged records (:class:`ktrace_decode.decode.DumpStream`) go
 through the very stages ``analyze`` uses (:func:`.events.events`,
@@ -7,8 +7,9 @@ tables are appended to their files as the batches come.  A dump leaves
 behind only what the end-of-dump tables need:
 
 * the patch's events (start/end/errors/pending/waiting): episodes, nodes and
-  the summary's warnings;
-* the chunk-server entries' latencies (``cs``);
+  the analyze document;
+* the chunk-server entries' latencies (``cs``), per-request IO counts and
+  each batch's slowest IOs (the document's IO and metrics sections);
 * a few *edge* records per batch: those next to a seq gap or a drop, which
   give every drop window its ``after_us``, and those next to a byte gap,
   which give every skipped range its time window (``loss``).
@@ -65,8 +66,9 @@ EXPORT_BATCH = D.STREAM_BATCH
 class TableWriter:
     """Appends batches of one table to an open file (CSV or Parquet).
 
-    The bytes equal one ``write_csv``/``write_parquet`` of all the batches
-    stacked: the CSV header goes out once (also for a table with no rows).
+    CSV: the bytes of one ``write_csv`` of all the batches stacked (the header
+    goes out once, also for a table with no rows).  Parquet: the same rows,
+    one row group per batch.
     """
 
     def __init__(self, f: BinaryIO, fmt: str, columns: dict[str, pl.DataType],

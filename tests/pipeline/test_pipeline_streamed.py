@@ -205,3 +205,18 @@ def test_progress_on_a_terminal(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "\r\x1b[Kexporting storm: " in err
     assert err.split("wrote 7 files")[0].endswith("\r\x1b[K")
+
+
+def test_the_kept_events_are_the_patch_events():
+    """Episodes and the summary read only these: every patch event must be kept."""
+    from ktrace_decode.formats import messages as M
+    assert sorted(streamed.KEPT_EVENTS) == sorted(M.PATCH_EVENTS)
+
+
+def test_csv_from_small_batches_is_byte_identical(tmp_path, monkeypatch):
+    """Appending batches writes the very bytes of one write_csv of the whole table."""
+    monkeypatch.setattr(streamed, "EXPORT_BATCH", 7)
+    dump = str(SAMPLES / "overflow")
+    _export(tmp_path, dump, fmt="csv")
+    for stem, df in analyze_decoded(D.decode(dump)).frames().items():
+        assert (tmp_path / f"{stem}.csv").read_bytes() == df.write_csv().encode(), stem
