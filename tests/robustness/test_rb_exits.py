@@ -280,3 +280,28 @@ def test_output_is_byte_identical_across_runs(damaged):
         assert proc.returncode == 0
         outs.append((proc.stdout, proc.stderr))
     assert outs[0] == outs[1] and outs[0][0]
+
+
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"),
+                                           (signal.SIGTERM, 143, "terminated")])
+def test_interrupted_streamed_export_leaves_nothing(tmp_path, sig, code, word):
+    """Export streams into temporary files: stopped midway, it removes them all."""
+    big = _big_dump(tmp_path, mib=96)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "ktrace_decode", "export", str(big),
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        # Started writing: its temporary events file has grown past one batch.
+        while not any(p.stat().st_size > 1 << 20 for p in out.glob(".events.csv.*.tmp")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    text = err.decode()
+    assert proc.returncode == code, text
+    assert "Traceback" not in text
+    assert text.strip().splitlines()[-1] == f"ktrace: {word}"
+    assert sorted(p.name for p in out.iterdir()) == []
