@@ -274,11 +274,15 @@ def run_decode(args: argparse.Namespace) -> int:
     empty: pl.DataFrame | None = None
     # Decoding (numpy, Polars: both release the GIL) runs one batch ahead of
     # the formatting and writing, on the other core.
-    for df in prefetch((select(batch, args) for batch in stream), PREFETCH):
-        shown += df.height
-        writer.write(df)
-        if empty is None:
-            empty = df.clear()
+    batches = prefetch((select(batch, args) for batch in stream), PREFETCH)
+    try:
+        for df in batches:
+            shown += df.height
+            writer.write(df)
+            if empty is None:
+                empty = df.clear()
+    finally:
+        batches.close()  # now, so that a Ctrl-C meanwhile propagates (not "ignored")
     decoded = stream.decoded()
     require_records(decoded, stream.n_records)
     writer.close(empty if empty is not None else schema.empty(schema.RECORDS))

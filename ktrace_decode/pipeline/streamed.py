@@ -265,10 +265,17 @@ class StreamExport:
         kept = _Kept()
         # The next batch is decoded (numpy and Polars: the GIL is released) on
         # another thread while this one classifies the current one.
-        for batch, cs in prefetch(stream.with_cs(), 1):
-            self._batch(path, batch, cs, kept)
-            if progress:
-                progress(stream.n_records)
+        batches = prefetch(stream.with_cs(), 1)
+        try:
+            for batch, cs in batches:
+                self._batch(path, batch, cs, kept)
+                if progress:
+                    progress(stream.n_records)
+        finally:
+            # Closed here, not when the garbage collector gets to it: a Ctrl-C
+            # arriving while it stops its thread then propagates like any other
+            # instead of being printed as an ignored exception.
+            batches.close()
         decoded = stream.decoded()
         D.require_records(decoded)
         self._drain()  # the record-sized tables of this dump are out: its end tables follow
