@@ -119,6 +119,12 @@ class Decoded:
         ``cpu`` between ``after_us`` (its previous record; null if none) and ``before_us``."""
         return drop_windows(self.records)
 
+    def files_frame(self) -> pl.DataFrame:
+        """Which file each CPU was read from (cpu, file)."""
+        return pl.DataFrame({"cpu": [c.cpu for c in self.cpus],
+                             "file": [c.source for c in self.cpus]},
+                            schema={"cpu": pl.UInt16, "file": pl.String})
+
     def skips_frame(self) -> pl.DataFrame:
         """Every skipped byte range, per CPU and file."""
         rows = [(c.cpu, c.source, s.start, s.end, s.end - s.start, s.kind)
@@ -321,14 +327,22 @@ def _decode_dump(dump: Dump, layout: str, subbuf_size: int, n_subbufs: int,
     if progress:
         progress("merge", len(dump.traces), len(dump.traces))
     if parts:
-        # The chunk-server entries are read on a worker while this thread
-        # merges (the merge itself is one thread's work).
-        cs = pool().submit(cs_frame, parts)
-        records = records_frame(parts, merge=True)
-        cs_all = cs.result()
+        records, cs_all = merged_frames(parts)
     else:
         records, cs_all = schema.empty(schema.RECORDS), schema.empty(schema.CS)
     return Decoded(dump.path, records, cs_all, reports, dump.prometheus)
+
+
+def merged_frames(parts: list[Part], columns: list[str] | None = None,
+                  nul_cut: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The merged records table of ``parts`` and their chunk-server entries.
+
+    The entries are read on a worker while this thread merges (the merge
+    itself is one thread's work).
+    """
+    cs = pool().submit(cs_frame, parts)
+    records = records_frame(parts, columns=columns, merge=True, nul_cut=nul_cut)
+    return records, cs.result()
 
 
 def decode(path: str | Path, layout: str = "auto", subbuf_size: int = L.RELAY_SUBBUF_SIZE,
@@ -337,9 +351,9 @@ def decode(path: str | Path, layout: str = "auto", subbuf_size: int = L.RELAY_SU
     return decode_dump(open_dump(path), layout, subbuf_size, n_subbufs, progress)
 
 
-def require_records(decoded: Decoded, n_records: int | None = None) -> Decoded:
+def require_records(decoded: Decoded) -> Decoded:
     """Raise InputError when nothing in the input is a ktrace record."""
-    if (decoded.n_records if n_records is None else n_records) == 0:
+    if decoded.n_records == 0:
         sizes = sum(c.size for c in decoded.cpus)
         if sizes == 0:
             raise InputError("every trace file is empty: no records", decoded.path)
@@ -422,9 +436,7 @@ class DumpStream:
         """Like iterating, but each batch comes with its chunk-server entries
         (schema.CS, in cpu, seq order), read on a worker while the batch merges."""
         for out in self._merged_parts():
-            cs = pool().submit(cs_frame, out)
-            recs = records_frame(out, columns=self.columns, merge=True, nul_cut=self.nul_cut)
-            yield recs, cs.result()
+            yield merged_frames(out, self.columns, self.nul_cut)
 
     def _merged_parts(self) -> Iterator[list[Part]]:
         k = len(self._gens)

@@ -195,7 +195,7 @@ def _sec(us: int | None) -> str:
     return "-" if us is None else f"{us // 1_000_000}.{us % 1_000_000:06d}"
 
 
-def summary(decoded: Decoded, shown: int, n_records: int | None = None,
+def summary(decoded: Decoded, shown: int,
             max_skip_warnings: int | None = MAX_SKIP_WARNINGS) -> str:
     """The stderr summary: per-CPU counts, span, drops and damage.
 
@@ -204,10 +204,7 @@ def summary(decoded: Decoded, shown: int, n_records: int | None = None,
     ranges and bytes not listed.  The per-CPU table is always complete, and the
     other warnings and notes (at most four per CPU) are never cut.
     """
-    n = decoded.n_records if n_records is None else n_records
-    firsts = [c.first_time_us for c in decoded.cpus if c.first_time_us is not None]
-    lasts = [c.last_time_us for c in decoded.cpus if c.last_time_us is not None]
-    span = (min(firsts), max(lasts)) if firsts and lasts else None
+    n, span = decoded.n_records, decoded.span_us
     lines = []
     head = f"{n:,} records from {len(decoded.cpus)} CPU file(s)"
     if span:
@@ -284,11 +281,11 @@ def run_decode(args: argparse.Namespace) -> int:
     finally:
         batches.close()  # now, so that a Ctrl-C meanwhile propagates (not "ignored")
     decoded = stream.decoded()
-    require_records(decoded, stream.n_records)
+    require_records(decoded)
     writer.close(empty if empty is not None else schema.empty(schema.RECORDS))
     sys.stdout.flush()
     if not args.quiet:
-        sys.stderr.write(summary(decoded, shown, stream.n_records,
+        sys.stderr.write(summary(decoded, shown,
                                  None if args.all_warnings else MAX_SKIP_WARNINGS))
     check_strict(args, decoded)
     return 0

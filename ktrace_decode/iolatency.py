@@ -26,10 +26,16 @@ _REQ = pl.col("io_type").replace_strict(
     return_dtype=pl.String).alias("request")
 
 
+def _pct_names(prefix: str) -> list[str]:
+    """Column names of the QUANTILES of ``prefix``, then of its maximum."""
+    return [*(f"{prefix}_p{round(q * 100)}_us" for q in QUANTILES), f"{prefix}_max_us"]
+
+
 def _pcts(col: str, prefix: str) -> list[pl.Expr]:
-    out = [pl.col(col).quantile(q, interpolation="nearest").cast(pl.UInt64)
-           .alias(f"{prefix}_p{round(q * 100)}_us") for q in QUANTILES]
-    return [*out, pl.col(col).max().cast(pl.UInt64).alias(f"{prefix}_max_us")]
+    *pct, top = _pct_names(prefix)
+    out = [pl.col(col).quantile(q, interpolation="nearest").cast(pl.UInt64).alias(name)
+           for name, q in zip(pct, QUANTILES, strict=True)]
+    return [*out, pl.col(col).max().cast(pl.UInt64).alias(top)]
 
 
 def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
@@ -46,7 +52,7 @@ def cs_entries(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     :func:`per_cs_of` needs (a streamed export keeps only these columns).
     The request *name* is a function of ``io_type`` (one name per type), so
     it is put on the per-server rows only."""
-    types = records.filter(pl.col("type") == L.TYPE_IOTIMES).select("cpu", "seq", "io_type")
+    types = iotimes(records).select("cpu", "seq", "io_type")
     return (cs.join(types, on=["cpu", "seq"], how="inner")
             .select("csid", "io_type", "idx", "ts_net", "ts_io"))
 
@@ -60,8 +66,7 @@ def per_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
 PER_CS: dict[str, pl.DataType] = {
     "csid": pl.UInt64(), "request": pl.String(), "count": pl.UInt64(),
     "as_replier": pl.UInt64(),
-    **{f"{k}_{q}_us": pl.UInt64() for k in ("net", "io")
-       for q in (*(f"p{round(q * 100)}" for q in QUANTILES), "max")},
+    **{name: pl.UInt64() for k in ("net", "io") for name in _pct_names(k)},
 }
 
 
@@ -97,9 +102,10 @@ def per_cs_of(entries: pl.DataFrame) -> pl.DataFrame:
     for col, prefix in (("ts_net", "net"), ("ts_io", "io")):
         v = entries[col].to_numpy()
         ranked = v[np.lexsort((v, typ, csid))]  # each group's values, ascending
-        for q in QUANTILES:
-            out[f"{prefix}_p{round(q * 100)}_us"] = ranked[starts + _nearest(n, q)]
-        out[f"{prefix}_max_us"] = ranked[starts + n - 1]
+        *pct, top = _pct_names(prefix)
+        for name, q in zip(pct, QUANTILES, strict=True):
+            out[name] = ranked[starts + _nearest(n, q)]
+        out[top] = ranked[starts + n - 1]
         del ranked
     return (pl.DataFrame(out).with_columns(_REQ).sort("csid", "request")
             .select([pl.col(k).cast(t) for k, t in PER_CS.items()]))

@@ -47,15 +47,13 @@ def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Ana
     """
     records = decoded.records.lazy()
     windows = decoded.drop_windows().lazy()
-    files = pl.LazyFrame({"cpu": [c.cpu for c in decoded.cpus],
-                          "file": [c.source for c in decoded.cpus]},
-                         schema={"cpu": pl.UInt16, "file": pl.String})
     ev, iot, iot_cs, entries, loss = pl.collect_all([
         events(records),
         tables.iotimes(records),
         tables.iotimes_cs(records, decoded.cs.lazy()),
         iolatency.cs_entries(records, decoded.cs.lazy()),
-        tables.loss(records, windows, decoded.skips_frame().lazy(), files),
+        tables.loss(records, windows, decoded.skips_frame().lazy(),
+                    decoded.files_frame().lazy()),
     ])
     cs = tables.cs_latency_of(entries)
     inv = episodes(ev.lazy(), windows).collect()

@@ -45,7 +45,7 @@ from ..sources import open_dump
 from . import storage, tables
 from .episodes import ATTACHED_EVENTS, STATE_EVENTS, episodes
 from .events import events
-from .summary import Selection, summarize
+from .summary import Selection, record_kinds, summarize
 
 #: Events the end-of-dump tables read (all of the patch's: formats.messages.PATCH_EVENTS).
 KEPT_EVENTS = (*STATE_EVENTS, *ATTACHED_EVENTS)
@@ -105,8 +105,9 @@ class TableWriter:
             self._parquet.close()
 
 
-def _per_cpu(batch: pl.DataFrame, key: str) -> np.ndarray:
-    """Row positions of ``batch`` sorted by (cpu, ``key``).
+def _per_cpu(batch: pl.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of ``batch`` sorted by (cpu, ``key``), and the cpu and
+    ``key`` columns in that order.
 
     A batch is in merged time order, so within a CPU it is almost always in
     seq and offset order already: one stable sort on the CPU number, then
@@ -118,7 +119,8 @@ def _per_cpu(batch: pl.DataFrame, key: str) -> np.ndarray:
     ks, cs = k[order], cpu[order]
     if np.any((ks[1:] < ks[:-1]) & (cs[1:] == cs[:-1])):
         order = np.lexsort((k, cpu))
-    return order
+        ks, cs = k[order], cpu[order]
+    return order, cs, ks
 
 
 def _keep(batch: pl.DataFrame, order: np.ndarray, keep: np.ndarray,
@@ -131,9 +133,8 @@ def _seq_edges(batch: pl.DataFrame) -> pl.DataFrame:
     whose successor on its CPU (by seq) is not the next one in this batch or
     has ovfl > 0.  Whatever batch the predecessor of a drop lands in, it is
     kept, so :func:`decode.drop_windows` of the kept rows is exact."""
-    order = _per_cpu(batch, "seq")
-    cpu = batch["cpu"].to_numpy()[order]
-    seq = batch["seq"].to_numpy()[order].astype(np.int64)
+    order, cpu, seq = _per_cpu(batch, "seq")
+    seq = seq.astype(np.int64)
     drop = batch["ovfl"].to_numpy()[order] > 0
     keep = drop.copy()
     # The last row of each CPU run, or one whose next row breaks the seq chain or is a drop.
@@ -146,9 +147,7 @@ def _offset_edges(batch: pl.DataFrame) -> pl.DataFrame:
     """The rows :func:`tables.loss` needs: records with a byte gap (or the batch's
     end) right before or after them on their CPU.  A skipped range lies in
     such a gap, so its neighbours are always kept."""
-    order = _per_cpu(batch, "offset")
-    cpu = batch["cpu"].to_numpy()[order]
-    off = batch["offset"].to_numpy()[order]
+    order, cpu, off = _per_cpu(batch, "offset")
     end = off + (L.HEADER_SIZE + batch["pdu_len"].to_numpy()[order].astype(np.uint64))
     brk = (cpu[1:] != cpu[:-1]) | (off[1:] != end[:-1])  # between row i and i + 1
     keep = np.ones(len(order), bool)
@@ -172,8 +171,10 @@ class _Kept:
     slowest: list[pl.DataFrame] = field(default_factory=list)  # each batch's slowest IOs
 
 
-def _stack(frames: list[pl.DataFrame], empty: pl.DataFrame) -> pl.DataFrame:
-    return pl.concat(frames, rechunk=False) if frames else empty
+def _stack(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    # Every batch adds one frame to each list, and a dump without records
+    # stops before its end tables (require_records): never empty.
+    return pl.concat(frames, rechunk=False)
 
 
 def _episodes(ev: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame:
@@ -292,7 +293,7 @@ class StreamExport:
         kept.n_iotimes += iot.height
         kept.io_counts.update(storage.io_counts(iot))
         kept.slowest.append(storage.slowest_io(iot, self.sel.top))
-        kept.kinds.update(dict(ev.group_by("record_type").len().iter_rows()))
+        kept.kinds.update(record_kinds(ev))
         # Kept narrow for the end tables: event names as categories (1-4
         # bytes instead of a 16-byte string view per row).
         kept.events.append(ev.filter(pl.col("event").is_in(KEPT_EVENTS)).select(
@@ -302,32 +303,22 @@ class StreamExport:
         kept.offset_edges.append(_offset_edges(batch))
 
     def _finish(self, path: str, decoded: D.Decoded, kept: _Kept) -> DumpResult:
-        ev = _stack(kept.events, schema.empty(schema.EVENTS).select(KEPT_COLUMNS).with_columns(
-            pl.col("event").cast(_KEPT_EVENT)))
-        seq_e = _stack(kept.seq_edges, schema.empty(schema.RECORDS).select(
-            "cpu", "seq", "time_us", "ovfl"))
-        off_e = _stack(kept.offset_edges, schema.empty(schema.RECORDS).select(
-            "cpu", "offset", "pdu_len", "time_us"))
-        ent = _stack(kept.entries, pl.DataFrame(schema={
-            "csid": pl.UInt64, "io_type": pl.UInt16, "idx": pl.UInt8,
-            "ts_net": pl.UInt32, "ts_io": pl.UInt32}))
-        windows = D.drop_windows(seq_e)
-        files = pl.LazyFrame({"cpu": [c.cpu for c in decoded.cpus],
-                              "file": [c.source for c in decoded.cpus]},
-                             schema={"cpu": pl.UInt16, "file": pl.String})
+        ev, ent = _stack(kept.events), _stack(kept.entries)
+        windows = D.drop_windows(_stack(kept.seq_edges))
         # cs first: it is numpy, and the entries it drops make room for the episodes.
         cs = tables.cs_latency_of(ent)
         del ent, kept.entries[:]
         inv = _episodes(ev, windows)
         nodes, loss = pl.collect_all([
             tables.nodes(inv.lazy()),
-            tables.loss(off_e.lazy(), windows.lazy(), decoded.skips_frame().lazy(), files),
+            tables.loss(_stack(kept.offset_edges).lazy(), windows.lazy(),
+                        decoded.skips_frame().lazy(),
+                        decoded.files_frame().lazy()),
         ])
         self._write(path, {"invalidations": inv, "nodes": nodes, "cs": cs, "loss": loss})
         summary = summarize(decoded, ev, inv, self.sel, dict(kept.kinds))
-        slowest = _stack(kept.slowest, storage.slowest_io(
-            tables.iotimes(schema.empty(schema.RECORDS).lazy()).collect(), 0))
-        summary["io"] = storage.io_section(cs, kept.n_iotimes, slowest, self.sel.top)
+        summary["io"] = storage.io_section(cs, kept.n_iotimes, _stack(kept.slowest),
+                                           self.sel.top)
         summary["metrics"] = storage.metrics_section(decoded, dict(kept.io_counts))
         return DumpResult(path, decoded, summary)
 

@@ -210,12 +210,7 @@ def _nulls(*names: str) -> list[pl.Expr]:
     return [pl.lit(None).alias(n) for n in names]
 
 
-def cs_latency(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.DataFrame:
-    """cs.csv: per chunk server and request, ts_net / ts_io percentiles (iolatency.per_cs)."""
-    return cs_latency_of(iolatency.cs_entries(records, cs).collect())
-
-
 def cs_latency_of(entries: pl.DataFrame) -> pl.DataFrame:
-    """cs.csv from :func:`iolatency.cs_entries` (one dump's, or a stream's batches stacked)."""
-    return iolatency.per_cs_of(entries).select(
-        [pl.col(n).cast(t) for n, t in CS_LATENCY.items()])
+    """cs.csv (schema CS_LATENCY) from :func:`iolatency.cs_entries` (one dump's,
+    or a stream's batches stacked)."""
+    return iolatency.per_cs_of(entries)
