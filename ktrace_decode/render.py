@@ -40,6 +40,17 @@ def _seconds(col: str) -> pl.Expr:
                      (pl.col(col) % 1_000_000).cast(pl.String).str.zfill(6))
 
 
+def _prefix() -> pl.Expr:
+    """What a text line holds before the message: CPU, s.us, type, lost-before marker."""
+    lost = (
+        pl.when(pl.col("ovfl") > 0).then(pl.format(">={} lost", pl.col("ovfl")))
+        .otherwise(pl.lit(""))
+    )
+    return pl.format("{} {} {} {} ",
+                     pl.col("cpu").cast(pl.String).str.pad_start(3), _seconds("time_us"),
+                     _TYPE_NAME.str.pad_end(7), lost.str.pad_end(11))
+
+
 def text_lines(df: pl.DataFrame) -> pl.Series:
     """One line per record: CPU, s.us, type, lost-before marker, message."""
     iot = pl.format(
@@ -54,15 +65,7 @@ def text_lines(df: pl.DataFrame) -> pl.Series:
     flags = (
         pl.when(pl.col("long_text")).then(pl.lit(" [long: cut at NUL]")).otherwise(pl.lit(""))
     )
-    lost = (
-        pl.when(pl.col("ovfl") > 0).then(pl.format(">={} lost", pl.col("ovfl")))
-        .otherwise(pl.lit(""))
-    )
-    return df.select(
-        pl.format("{} {} {} {} {}{}",
-                  pl.col("cpu").cast(pl.String).str.pad_start(3), _seconds("time_us"),
-                  _TYPE_NAME.str.pad_end(7), lost.str.pad_end(11), msg, flags)
-    ).to_series()
+    return df.select(pl.format("{}{}{}", _prefix(), msg, flags)).to_series()
 
 
 _LONG_FLAG = " [long: cut at NUL]"
@@ -262,15 +265,7 @@ def text_bytes(df: pl.DataFrame) -> bytes:
 
 def _prefix_strings(df: pl.DataFrame) -> pl.Series:
     """The prefix (everything before the message) by the reference expressions."""
-    lost = (
-        pl.when(pl.col("ovfl") > 0).then(pl.format(">={} lost", pl.col("ovfl")))
-        .otherwise(pl.lit(""))
-    )
-    return df.select(
-        pl.format("{} {} {} {} ",
-                  pl.col("cpu").cast(pl.String).str.pad_start(3), _seconds("time_us"),
-                  _TYPE_NAME.str.pad_end(7), lost.str.pad_end(11))
-    ).to_series()
+    return df.select(_prefix()).to_series()
 
 
 def batches(df: pl.DataFrame, rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
