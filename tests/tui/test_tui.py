@@ -1,7 +1,11 @@
 """Pilot tests: every screen, with the values on it."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
+from pytest_textual_snapshot import SVGImageExtension, normalize_svg
+from textual._doc import take_svg_screenshot
 
 from ktrace_decode.cli import main
 from ktrace_decode.decode import decode
@@ -120,24 +124,36 @@ def test_bad_path_is_the_cli_error_before_any_screen(capsys, tmp_path):
     assert code == 1 and err.startswith("ktrace: error: ") and err.count("\n") == 1
 
 
-def _snap(snap_compare, size, go) -> bool:
-    """Up to three tries: on a loaded 2-core machine a render can race the final
-    layout; a screen that never matches the snapshot still fails."""
-    return any(snap_compare(create_app(STORM), terminal_size=size, run_before=go)
-               for _ in range(3))
+SNAPSHOTS = Path(__file__).parent / "__snapshots__" / "test_tui"
+
+
+def _snap(snapshot, request, size, go) -> bool:
+    """Up to three renders: on a loaded 2-core machine a render can race the
+    final layout.  The renders are compared with the stored file first and
+    only the one that matches (else the last) is asserted through syrupy:
+    calling ``snap_compare`` again would compare against a second, never
+    stored snapshot of the test.  A screen that never matches still fails,
+    and ``--snapshot-update`` still writes the snapshot."""
+    stored = SNAPSHOTS / f"{request.node.name}.svg"
+    want = normalize_svg(stored.read_text()) if stored.exists() else None
+    for _ in range(3):
+        svg = take_svg_screenshot(app=create_app(STORM), terminal_size=size, run_before=go)
+        if normalize_svg(svg) == want:
+            break
+    return snapshot.use_extension(SVGImageExtension) == svg
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
-def test_snapshot_overview(snap_compare, size):
+def test_snapshot_overview(snapshot, request, size):
     async def go(pilot):
         await _loaded(pilot)
         await _settled(pilot)
 
-    assert _snap(snap_compare, size, go)
+    assert _snap(snapshot, request, size, go)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
-def test_snapshot_episodes(snap_compare, size):
+def test_snapshot_episodes(snapshot, request, size):
     async def go(pilot):
         await _loaded(pilot)
         pilot.app.query_one("#tabs").active = "episodes"  # (tab itself is tested above)
@@ -148,11 +164,11 @@ def test_snapshot_episodes(snap_compare, size):
         table.scroll_home(animate=False)
         await _settled(pilot)
 
-    assert _snap(snap_compare, size, go)
+    assert _snap(snapshot, request, size, go)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
-def test_snapshot_events(snap_compare, size):
+def test_snapshot_events(snapshot, request, size):
     async def go(pilot):
         await _loaded(pilot)
         pilot.app.query_one("#tabs").active = "events"
@@ -160,7 +176,7 @@ def test_snapshot_events(snap_compare, size):
         await pilot.press("slash", *"invalidate_file", "enter")
         await _settled(pilot)
 
-    assert _snap(snap_compare, size, go)
+    assert _snap(snapshot, request, size, go)
 
 
 async def test_io_screen_lists_every_chunk_server():
