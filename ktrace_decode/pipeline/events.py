@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import polars as pl
 
 from .. import schema
@@ -53,6 +54,10 @@ def _regex(msg: M.Message) -> str:
     # (?s): a %s argument may contain a newline; anchors stay whole-text.
     return "(?s)" + M.pattern(msg)
 
+
+#: Event names by code: the catalogue's in order, then other, iotimes, unknown.
+_EVENT_NAMES = pl.Series([m.event for m in M.CATALOGUE] + ["other", "iotimes", "unknown"])
+_RECORD_TYPES = pl.Series(["text", "iotimes", "unknown"])
 
 _MATCH = "__match"  # index in CATALOGUE of the message a text record is, else null
 
@@ -113,20 +118,22 @@ def events(records: pl.LazyFrame) -> pl.LazyFrame:
         match = pl.when(hit).then(pl.lit(i, pl.UInt8)).otherwise(match)
     lf = lf.with_columns(match.alias(_MATCH))
 
-    event: pl.Expr = pl.when(is_iot).then(pl.lit("iotimes"))
-    for i, msg in enumerate(M.CATALOGUE):
-        event = event.when(_is(i)).then(pl.lit(msg.event))
-    event = event.when(is_text).then(pl.lit("other")).otherwise(pl.lit("unknown"))
+    # Event and record type names by code: one gather from a short table
+    # instead of a when/then chain that builds a string column per branch.
+    other = len(M.CATALOGUE)
+    code = (pl.when(is_iot).then(pl.lit(other + 1, pl.UInt32))
+            .when(pl.col(_MATCH).is_not_null()).then(pl.col(_MATCH).cast(pl.UInt32))
+            .when(is_text).then(pl.lit(other, pl.UInt32))
+            .otherwise(pl.lit(other + 2, pl.UInt32)))
+    event = pl.lit(_EVENT_NAMES).gather(code)
+    record_type = pl.lit(_RECORD_TYPES).gather(
+        pl.when(is_text).then(0).when(is_iot).then(1).otherwise(2))
 
     values = {name: _field_expr(name) for name in _EVENT_FIELDS}
     # iotimes carry the PCS file id, the kernel nodeid - 1 (format spec, section 3).
     values["nodeid"] = (pl.when(is_iot).then(pl.col("io_ino") + pl.lit(1, pl.UInt64))
                         .otherwise(values["nodeid"]))
 
-    record_type = (
-        pl.when(is_text).then(pl.lit("text")).when(is_iot).then(pl.lit("iotimes"))
-        .otherwise(pl.lit("unknown"))
-    )
     return lf.select(
         pl.col("time_us").cast(schema.EVENTS["time_us"]),
         pl.col("cpu").cast(schema.EVENTS["cpu"]),
@@ -138,3 +145,13 @@ def events(records: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("ovfl").cast(schema.EVENTS["ovfl"]),
         pl.col("text"),  # as is: no copy of the largest column
     )
+
+
+def record_type_counts(types: pl.Series) -> dict[str, int]:
+    """Records per ``record_type`` as :func:`events` names them, counted from
+    the records' type numbers (no string group_by: a streamed export calls
+    this for every batch)."""
+    t = types.to_numpy()
+    text = int(np.count_nonzero(t == L.TYPE_TEXT))
+    iot = int(np.count_nonzero(t == L.TYPE_IOTIMES))
+    return {"text": text, "iotimes": iot, "unknown": len(t) - text - iot}

@@ -44,8 +44,8 @@ from ..safe_output import OutputDir, excel_safe_frame
 from ..sources import open_dump
 from . import storage, tables
 from .episodes import ATTACHED_EVENTS, STATE_EVENTS, episodes
-from .events import events
-from .summary import Selection, record_kinds, summarize
+from .events import events, record_type_counts
+from .summary import Selection, summarize
 
 #: Events the end-of-dump tables read (all of the patch's: formats.messages.PATCH_EVENTS).
 KEPT_EVENTS = (*STATE_EVENTS, *ATTACHED_EVENTS)
@@ -293,7 +293,7 @@ class StreamExport:
         kept.n_iotimes += iot.height
         kept.io_counts.update(storage.io_counts(iot))
         kept.slowest.append(storage.slowest_io(iot, self.sel.top))
-        kept.kinds.update(record_kinds(ev))
+        kept.kinds.update(record_type_counts(batch["type"]))
         # Kept narrow for the end tables: event names as categories (1-4
         # bytes instead of a 16-byte string view per row).
         kept.events.append(ev.filter(pl.col("event").is_in(KEPT_EVENTS)).select(
