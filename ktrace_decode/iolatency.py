@@ -105,11 +105,9 @@ def per_cs_of(entries: pl.DataFrame) -> pl.DataFrame:
     }
     # Each entry's group number, to rank values within groups with one sort
     # of (group << 32 | value) instead of a three-key lexsort per column.
-    first = np.zeros(len(order), np.uint64)
-    first[starts] = 1
     group = np.empty(len(order), np.uint64)
-    group[order] = np.cumsum(first) - np.uint64(1)
-    del first, order, c, t
+    group[order] = np.repeat(np.arange(len(starts), dtype=np.uint64), n)
+    del order, c, t
     group <<= np.uint64(32)
     for col, prefix in (("ts_net", "net"), ("ts_io", "io")):
         v = entries[col].to_numpy().astype(np.uint64)  # schema.CS: UInt32, never null

@@ -57,7 +57,9 @@ def _regex(msg: M.Message) -> str:
 
 #: Event names by code: the catalogue's in order, then other, iotimes, unknown.
 _EVENT_NAMES = pl.Series([m.event for m in M.CATALOGUE] + ["other", "iotimes", "unknown"])
-_RECORD_TYPES = pl.Series(["text", "iotimes", "unknown"])
+#: record_type by record type number; any other number is "unknown".
+_RECORD_TYPES = {L.TYPE_TEXT: "text", L.TYPE_IOTIMES: "iotimes"}
+_RECORD_TYPE_NAMES = pl.Series([*_RECORD_TYPES.values(), "unknown"])
 
 _MATCH = "__match"  # index in CATALOGUE of the message a text record is, else null
 
@@ -126,8 +128,10 @@ def events(records: pl.LazyFrame) -> pl.LazyFrame:
             .when(is_text).then(pl.lit(other, pl.UInt32))
             .otherwise(pl.lit(other + 2, pl.UInt32)))
     event = pl.lit(_EVENT_NAMES).gather(code)
-    record_type = pl.lit(_RECORD_TYPES).gather(
-        pl.when(is_text).then(0).when(is_iot).then(1).otherwise(2))
+    kind = pl.lit(len(_RECORD_TYPES), pl.UInt32)  # "unknown"
+    for i, number in reversed(list(enumerate(_RECORD_TYPES))):
+        kind = pl.when(pl.col("type") == number).then(pl.lit(i, pl.UInt32)).otherwise(kind)
+    record_type = pl.lit(_RECORD_TYPE_NAMES).gather(kind)
 
     values = {name: _field_expr(name) for name in _EVENT_FIELDS}
     # iotimes carry the PCS file id, the kernel nodeid - 1 (format spec, section 3).
@@ -152,6 +156,6 @@ def record_type_counts(types: pl.Series) -> dict[str, int]:
     the records' type numbers (no string group_by: a streamed export calls
     this for every batch)."""
     t = types.to_numpy()
-    text = int(np.count_nonzero(t == L.TYPE_TEXT))
-    iot = int(np.count_nonzero(t == L.TYPE_IOTIMES))
-    return {"text": text, "iotimes": iot, "unknown": len(t) - text - iot}
+    out = {name: int(np.count_nonzero(t == code)) for code, name in _RECORD_TYPES.items()}
+    out["unknown"] = len(t) - sum(out.values())
+    return out
