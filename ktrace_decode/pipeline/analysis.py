@@ -14,7 +14,7 @@ from .. import iolatency
 from ..decode import Decoded
 from . import storage, tables
 from .episodes import episodes
-from .events import events
+from .events import events, record_type_counts
 from .summary import Selection, summarize
 
 
@@ -59,7 +59,7 @@ def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Ana
     inv = episodes(ev.lazy(), windows).collect()
     nodes = tables.nodes(inv.lazy()).collect()
     sel = selection or Selection()
-    summary = summarize(decoded, ev, inv, sel)
+    summary = summarize(decoded, ev, inv, sel, record_type_counts(decoded.records["type"]))
     summary["io"] = storage.io_section(cs, iot.height, iot, sel.top)
     summary["metrics"] = storage.metrics_section(decoded, storage.io_counts(iot))
     return Analysis(ev, inv, nodes, iot, iot_cs, loss, summary, cs)

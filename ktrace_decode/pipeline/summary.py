@@ -80,18 +80,12 @@ def _int(v: Any) -> int | None:
     return None if v is None else int(v)
 
 
-def record_kinds(events: pl.DataFrame) -> dict[str, int]:
-    """Events per record_type (text / iotimes / unknown)."""
-    return {k: int(n) for k, n in events.group_by("record_type").len().iter_rows()}
-
-
 def trace_section(decoded: Decoded, events: pl.DataFrame, sel: Selection,
-                  kinds: dict[str, int] | None = None) -> dict[str, Any]:
-    """``kinds`` (records per record_type) defaults to counting ``events``; a
-    streamed export passes its running totals instead (its ``events`` then
-    holds only the patch's events, which is all the rest needs)."""
+                  kinds: dict[str, int]) -> dict[str, Any]:
+    """``kinds`` is records per record_type (:func:`.events.record_type_counts`
+    of the records, or a stream's running totals of it): ``events`` may hold
+    only the patch's events, which is all the rest needs."""
     span = decoded.span_us
-    kinds = kinds if kinds is not None else record_kinds(events)
     patch = int(events["event"].is_in(M.PATCH_EVENTS).sum())
     windows = sum(c.drop_events for c in decoded.cpus)
     return {
@@ -231,7 +225,7 @@ def warnings(decoded: Decoded, trace: dict[str, Any], inv: dict[str, Any]) -> li
 
 
 def summarize(decoded: Decoded, events: pl.DataFrame, invalidations: pl.DataFrame,
-              sel: Selection, kinds: dict[str, int] | None = None) -> dict[str, Any]:
+              sel: Selection, kinds: dict[str, int]) -> dict[str, Any]:
     """The whole ``analyze`` document (see :func:`trace_section` for ``kinds``)."""
     trace = trace_section(decoded, events, sel, kinds)
     inv = invalidation_sections(invalidations, events, sel, trace["last_us"])

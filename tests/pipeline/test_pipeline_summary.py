@@ -12,6 +12,7 @@ from pl_scenario import incident
 from ktrace_decode.decode import decode
 from ktrace_decode.pipeline import Selection, analyze_decoded
 from ktrace_decode.pipeline.analyze_schema import ANALYZE_SCHEMA
+from ktrace_decode.pipeline.events import record_type_counts
 from ktrace_decode.pipeline.summary import summarize
 
 
@@ -26,7 +27,8 @@ def analysis(decoded):
 
 
 def sub(analysis, decoded, **kw):
-    s = summarize(decoded, analysis.events, analysis.invalidations, Selection(**kw))
+    s = summarize(decoded, analysis.events, analysis.invalidations, Selection(**kw),
+                  record_type_counts(decoded.records["type"]))
     jsonschema.validate(s, ANALYZE_SCHEMA)
     return s
 
