@@ -26,11 +26,13 @@ FUSE_ROOT_ID = 1
 _PRINTF = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\*|\d+)?(?:\.(?P<prec>\*|\d+))?"
                      r"(?P<length>hh|h|ll|l|z|j|t)?(?P<conv>[diuxXpsc%])")
 
-#: conversion -> (regex for what it prints, field kind)
+#: conversion -> (regex for what it prints, field kind).  [0-9], not \d: the
+#: kernel prints ASCII digits, and \d is Unicode-aware in both engines, so a
+#: non-ASCII digit would match and then parse in Python but not in Polars.
 _CONV: dict[str, tuple[str, str]] = {
-    "d": (r"-?\d+", "int"),
-    "i": (r"-?\d+", "int"),
-    "u": (r"\d+", "uint"),
+    "d": (r"-?[0-9]+", "int"),
+    "i": (r"-?[0-9]+", "int"),
+    "u": (r"[0-9]+", "uint"),
     "x": (r"[0-9a-f]+", "hex"),
     "X": (r"[0-9A-F]+", "hex"),
     "p": (r"[0-9a-fx]+|\(null\)|\(ptrval\)", "ptr"),
@@ -169,7 +171,9 @@ def _py_conversion(m: re.Match[str]) -> str:
 def pattern(msg: Message) -> str:
     """An anchored regex (Python and Rust/Polars syntax) for the text after ``"function: "``.
 
-    Named groups carry the printed fields.
+    Named groups carry the printed fields.  Python must apply it with
+    ``re.fullmatch``: its ``$`` also matches before a final newline, Rust's
+    only at the very end.
     """
     out: list[str] = []
     pos = 0
@@ -204,7 +208,7 @@ def parse(text: str) -> tuple[Message, dict[str, Any]] | None:
     for msg in CATALOGUE:
         if msg.function != func:
             continue
-        m = re.match(pattern(msg), rest, re.S)
+        m = re.fullmatch(pattern(msg), rest, re.S)  # not re.match: see pattern()
         if m:
             return msg, {f.name: _typed(f, m[f.name]) for f in msg.fields}
     return None

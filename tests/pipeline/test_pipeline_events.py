@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pl_builders import Trace, iotimes, random_trace, text
 from polars.testing import assert_frame_equal
 
@@ -127,3 +129,78 @@ def test_order_and_keys_follow_the_records(tmp_path):
 def test_empty_records_give_empty_events():
     got = events(schema.empty(schema.RECORDS).lazy()).collect()
     assert got.is_empty() and got.schema == pl.Schema(schema.EVENTS)
+
+
+# --- the fast path (Polars' regex engine) against the slow path (Python's re) ----
+
+_UINT64 = 1 << 64
+
+
+def _records(texts: list[str]) -> pl.LazyFrame:
+    """Text records as the decoder hands them on (only what events() reads is set)."""
+    n = len(texts)
+    cols = {"text": texts, "type": [L.TYPE_TEXT] * n, "time_us": list(range(n)),
+            "cpu": [0] * n, "seq": list(range(n)), "ovfl": [0] * n}
+    return pl.DataFrame({c: cols.get(c, [None] * n) for c in schema.RECORDS},
+                        schema=schema.RECORDS).lazy()
+
+
+def _value(field: M.Field) -> st.SearchStrategy:
+    """Printed values of one conversion, out-of-range ones included."""
+    if field.kind == "int":
+        return st.integers(-(1 << 64), 1 << 64)
+    if field.kind in ("uint", "hex"):
+        return st.integers(0, _UINT64 + 5)
+    if field.kind == "ptr":
+        return st.sampled_from(["(null)", "(ptrval)", "00ab", "0x1f"])
+    return st.text(st.sampled_from("ab ,:-[]1\n"), max_size=6)
+
+
+@st.composite
+def _near_catalogue_text(draw: st.DrawFn) -> str:
+    msg = draw(st.sampled_from(M.CATALOGUE))
+    values = {f.name: draw(_value(f)) for f in msg.fields}
+    values.update({a: draw(st.integers(0, 3)) for a in msg.args if a not in values})  # '*'
+    body = M.render(msg, **values)
+    pos = draw(st.integers(0, len(body)))
+    char = draw(st.sampled_from(["\n", " ", "x", "7", "-", "\u0663", ":", "]"]))
+    how = draw(st.sampled_from(["as is", "append", "insert", "drop", "digit", "cut"]))
+    if how == "append":
+        return body + char
+    if how == "insert":
+        return body[:pos] + char + body[pos:]
+    if how == "drop":
+        return body[:pos] + body[pos + 1:]
+    if how == "digit":  # a non-ASCII digit where an ASCII one was
+        return body.replace("1", "\u0661", 1)
+    if how == "cut":
+        return body[:pos]
+    return body
+
+
+def _expected(t: str) -> tuple[str | None, int | None, int | None, int | None]:
+    """(event, nodeid, fh, err) as the catalogue's slow path reads ``t``; a
+    printed number that does not fit its column is null (non-strict casts)."""
+    parsed = M.parse(t)
+    if parsed is None:
+        return "other", None, None, None
+    msg, f = parsed
+    nodeid = f.get("nodeid") if msg.nodeid_offset is not None else None
+    if nodeid is not None:  # printed + offset in the kernel's u64 arithmetic
+        nodeid = (nodeid + msg.nodeid_offset) % _UINT64 if 0 <= nodeid < _UINT64 else None
+    fh = f.get("fh")
+    fh = fh if fh is not None and 0 <= fh < _UINT64 else None
+    err = f.get("err")
+    err = err if err is not None and -(1 << 31) <= err < (1 << 31) else None
+    return msg.event, nodeid, fh, err
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_near_catalogue_text(), min_size=1, max_size=40))
+def test_fast_path_classifies_near_misses_like_the_slow_path(texts):
+    """Trailing newlines, cut or garbled numbers and non-ASCII digits: Polars'
+    regexes and Python's ``re`` must agree on every one (both read the
+    patterns from formats/messages.py, but the engines differ: ``$`` and
+    ``\\d`` do not mean the same in both unless the patterns say so)."""
+    got = events(_records(texts)).collect().select("event", "nodeid", "fh", "err").rows()
+    assert got == [_expected(t) for t in texts]
