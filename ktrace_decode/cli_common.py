@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .decode import LAYOUTS, Decoded, decode, require_records
+from .decode import LAYOUTS, Decoded, decode_dump, require_records
 from .errors import DamageError, UsageError
 from .formats import layouts as L
+from .sources import Dump, open_dump
 
 INPUT_HELP = (
     "a dump directory (trace0..traceN, optional prometheus), one trace file, "
@@ -55,12 +56,15 @@ def _progress(what: str, done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-def load_input(args: argparse.Namespace, path: str | None = None) -> Decoded:
-    """Decode the dump named on the command line, with progress on a terminal."""
+def load_input(args: argparse.Namespace, path: str | None = None,
+               dump: Dump | None = None) -> Decoded:
+    """Decode the dump named on the command line (or ``dump``, already opened),
+    with progress on a terminal."""
     show = sys.stderr.isatty()
-    decoded = decode(path if path is not None else args.path, layout=args.layout,
-                     subbuf_size=args.subbuf_size, n_subbufs=args.n_subbufs,
-                     progress=_progress if show else None)
+    if dump is None:
+        dump = open_dump(path if path is not None else args.path)
+    decoded = decode_dump(dump, layout=args.layout, subbuf_size=args.subbuf_size,
+                          n_subbufs=args.n_subbufs, progress=_progress if show else None)
     if show:
         sys.stderr.write("\r\x1b[K")
     return require_records(decoded)

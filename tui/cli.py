@@ -6,6 +6,8 @@ import argparse
 
 from ..cli_common import add_input_args, load_input
 from ..samples import sample_path
+from ..sources import open_dump
+from . import memory_guard
 
 
 def add_tui_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,6 +19,11 @@ def add_tui_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                "esc back, tab next screen, q quit",
     )
     add_input_args(p)
+    p.add_argument("--ignore-memory", action="store_true",
+                   help="open the dump even if it looks too big for the available memory "
+                        "(the TUI holds the whole dump: about 4.3x the trace files' size; "
+                        "it refuses, with one line, when MemAvailable or the cgroup limit "
+                        "is smaller)")
     p.set_defaults(func=run_tui)
     # PATH is optional here: default to the bundled sample.
     for action in p._actions:
@@ -30,8 +37,11 @@ def run_tui(args: argparse.Namespace) -> int:
     from .app import create_app  # Textual only loads when the TUI runs
 
     path = args.path if args.path is not None else str(sample_path())
-    # Decode before the app starts: a bad path gives the CLI's one-line error,
-    # not a broken screen.
-    decoded = load_input(args, path)
+    # Open and decode before the app starts: a bad path, or a dump too big for
+    # this machine, gives the CLI's one-line error, not a broken screen.
+    dump = open_dump(path)
+    if not args.ignore_memory:
+        memory_guard.check(dump, memory_guard.available())
+    decoded = load_input(args, dump=dump)
     create_app(decoded=decoded).run()
     return 0
