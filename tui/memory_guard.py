@@ -17,7 +17,8 @@ from ..sources import Dump
 
 #: Peak RSS per byte of trace files.  Measured: decode + analysis + the Events
 #: view of the 10M-record benchmark dump (0.98 GB, 85 % text) peaked at
-#: 4.2 GB; of a 1M-record one (98 MB), 0.6 GB.
+#: 4.2 GB; of a 1M-record one (98 MB), 0.6 GB.  Short records need more per
+#: byte (about 5x for tui_bench.py's 42-byte ones): an estimate, not a bound.
 BYTES_PER_DUMP_BYTE = 4.3
 #: The interpreter, Polars and Textual before the first record.
 BASELINE_BYTES = 200 << 20
