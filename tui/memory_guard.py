@@ -24,12 +24,12 @@ BYTES_PER_DUMP_BYTE = 4.3
 BASELINE_BYTES = 200 << 20
 
 MEMINFO = Path("/proc/meminfo")
-#: cgroup v2, then v1: a container's limit, which /proc/meminfo does not show.
-CGROUP_FILES = (
-    (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
-    (Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-     Path("/sys/fs/cgroup/memory/memory.usage_in_bytes")),
-)
+#: Where this process's cgroup is named, and where cgroups are mounted: a
+#: container's or a systemd slice's limit does not show in /proc/meminfo.
+SELF_CGROUP = Path("/proc/self/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+_V2_FILES = ("memory.max", "memory.current")
+_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes")
 
 
 def estimate(dump_bytes: int) -> int:
@@ -59,11 +59,37 @@ def _cgroup_room(limit: Path, usage: Path) -> int | None:
     return None if cap >= 1 << 60 else max(cap - used, 0)
 
 
-def available(meminfo: Path = MEMINFO,
-              cgroups: tuple[tuple[Path, Path], ...] = CGROUP_FILES) -> int | None:
+def _cgroup_levels(self_cgroup: Path, root: Path) -> list[tuple[Path, Path]]:
+    """(limit, usage) files of this process's memory cgroup and of every
+    ancestor: a limit anywhere above us binds us too."""
+    try:
+        lines = self_cgroup.read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        controllers, _, rel = line.partition(":")[2].partition(":")
+        if controllers == "":  # cgroup v2: "0::/path"
+            base, files = root, _V2_FILES
+        elif "memory" in controllers.split(","):  # cgroup v1: "N:memory:/path"
+            base, files = root / "memory", _V1_FILES
+        else:
+            continue
+        d = base / rel.strip("/")
+        while True:
+            out.append((d / files[0], d / files[1]))
+            if d == base:
+                break
+            d = d.parent
+    return out
+
+
+def available(meminfo: Path = MEMINFO, self_cgroup: Path = SELF_CGROUP,
+              cgroup_root: Path = CGROUP_ROOT) -> int | None:
     """Bytes this process can still use: MemAvailable, or less when a cgroup
     limits us; None where neither can be read (then nothing is refused)."""
-    figures = [_meminfo_available(meminfo), *(_cgroup_room(lim, use) for lim, use in cgroups)]
+    figures = [_meminfo_available(meminfo),
+               *(_cgroup_room(lim, use) for lim, use in _cgroup_levels(self_cgroup, cgroup_root))]
     known = [f for f in figures if f is not None]
     return min(known) if known else None
 

@@ -70,28 +70,48 @@ def test_estimate_scales_with_the_trace_bytes():
 
 
 MEMINFO = "MemTotal:       32000000 kB\nMemFree:  1000 kB\nMemAvailable:    2000000 kB\n"
+FROM_MEMINFO = 2_048_000_000  # MemAvailable is in kB
 
 
-def _files(tmp_path, limit=None, usage="0"):
+def _tree(tmp_path, self_cgroup: str, files: dict[str, str]):
+    """A fake /proc/meminfo, /proc/self/cgroup and cgroup mount under tmp_path."""
     (tmp_path / "meminfo").write_text(MEMINFO)
-    if limit is not None:
-        (tmp_path / "limit").write_text(limit + "\n")
-        (tmp_path / "usage").write_text(usage + "\n")
-    return tmp_path / "meminfo", ((tmp_path / "limit", tmp_path / "usage"),)
+    (tmp_path / "self").write_text(self_cgroup)
+    root = tmp_path / "cg"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text + "\n")
+    return G.available(tmp_path / "meminfo", tmp_path / "self", root)
 
 
-@pytest.mark.parametrize(("limit", "usage", "want"), [
-    (None, "0", 2_048_000_000),  # no cgroup files: MemAvailable (kB)
-    ("max", "5", 2_048_000_000),  # cgroup v2 without a limit
-    (str(9223372036854771712), "5", 2_048_000_000),  # cgroup v1 without a limit
-    ("1000000000", "250000000", 750_000_000),  # a container's limit, less what it uses
-    ("1000000000", "1200000000", 0),  # already over its limit
-    ("garbage", "0", 2_048_000_000),  # unreadable figures are ignored
+V2 = "0::/system.slice/x.service\n"
+V1 = "9:name=systemd:/\n4:memory:/box/one\n3:cpuset:/\n"
+
+
+@pytest.mark.parametrize(("self_cgroup", "files", "want"), [
+    (V2, {}, FROM_MEMINFO),  # no cgroup files: MemAvailable
+    (V2, {"system.slice/x.service/memory.max": "max",
+          "system.slice/x.service/memory.current": "5"}, FROM_MEMINFO),  # v2, no limit
+    (V2, {"system.slice/x.service/memory.max": "1000000000",
+          "system.slice/x.service/memory.current": "250000000"}, 750_000_000),  # own limit
+    (V2, {"system.slice/memory.max": "600000000",  # a parent slice's limit binds too
+          "system.slice/memory.current": "100000000",
+          "system.slice/x.service/memory.max": "1000000000",
+          "system.slice/x.service/memory.current": "50000000"}, 500_000_000),
+    (V2, {"system.slice/x.service/memory.max": "1000000000",
+          "system.slice/x.service/memory.current": "1200000000"}, 0),  # over its limit
+    (V2, {"system.slice/x.service/memory.max": "garbage",
+          "system.slice/x.service/memory.current": "0"}, FROM_MEMINFO),  # unreadable: ignored
+    (V1, {"memory/box/one/memory.limit_in_bytes": "1000000000",
+          "memory/box/one/memory.usage_in_bytes": "300000000"}, 700_000_000),
+    (V1, {"memory/box/one/memory.limit_in_bytes": str(9223372036854771712),  # v1 "no limit"
+          "memory/box/one/memory.usage_in_bytes": "300000000"}, FROM_MEMINFO),
+    ("0::/\n", {"memory.max": "900000000", "memory.current": "0"}, 900_000_000),  # container
 ])
-def test_available_is_the_smallest_known_room(tmp_path, limit, usage, want):
-    meminfo, cgroups = _files(tmp_path, limit, usage)
-    assert G.available(meminfo, cgroups) == want
+def test_available_is_the_smallest_room_of_meminfo_and_every_cgroup_level(
+        tmp_path, self_cgroup, files, want):
+    assert _tree(tmp_path, self_cgroup, files) == want
 
 
 def test_available_is_none_when_nothing_can_be_read(tmp_path):
-    assert G.available(tmp_path / "no-meminfo", ((tmp_path / "x", tmp_path / "y"),)) is None
+    assert G.available(tmp_path / "no-meminfo", tmp_path / "no-self", tmp_path) is None
