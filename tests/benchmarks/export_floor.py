@@ -3,9 +3,10 @@
     python tests/benchmarks/export_floor.py DUMP --out DIR [--force]
 
 Runs the real ``ktrace export`` command line, except that the events stage
-(:func:`ktrace_decode.pipeline.events.events`) is replaced by one that only
-splits off the function name and names every text record ``other``: no
-pattern is tested and no field is extracted.  Everything else (the decode,
+(:func:`ktrace_decode.pipeline.events.events`) skips its one matching step
+(``catalogue_match``): the function name is split off and the names and
+columns are built as usual, but every text record is ``other``, so no
+pattern is tested and no field is captured.  Everything else (the decode,
 the other record-sized tables, every CSV write, the end tables) runs as
 usual, and ``events.csv`` keeps its rows and nearly its size (the event
 names are as long, only the nodeid/fh/err cells are empty).
@@ -23,30 +24,15 @@ import sys
 
 import polars as pl
 
-from ktrace_decode import schema
 from ktrace_decode.cli import main
-from ktrace_decode.formats import layouts as L
+from ktrace_decode.pipeline import events as E
 from ktrace_decode.pipeline import streamed
 
 
 def unclassified_events(records: pl.LazyFrame) -> pl.LazyFrame:
-    """schema.EVENTS rows with the function split off and no message matched."""
-    split = pl.col("text").str.splitn(": ", 2)
-    kind = (pl.when(pl.col("type") == L.TYPE_TEXT).then(pl.lit("text"))
-            .when(pl.col("type") == L.TYPE_IOTIMES).then(pl.lit("iotimes"))
-            .otherwise(pl.lit("unknown")))
-    event = pl.when(kind == "text").then(pl.lit("other")).otherwise(kind)
-    values = {
-        "record_type": kind,
-        "event": event,
-        "function": pl.when(split.struct.field("field_1").is_not_null())
-        .then(split.struct.field("field_0")),
-    }
-    return records.select(
-        (values[name] if name in values else pl.col(name) if name in ("time_us", "cpu", "seq",
-                                                                        "ovfl", "text")
-         else pl.lit(None)).cast(dtype).alias(name)
-        for name, dtype in schema.EVENTS.items())
+    """:func:`ktrace_decode.pipeline.events.events` with no pattern tested:
+    every text record matches nothing (so no field is captured either)."""
+    return E.from_matches(E.with_function(records), pl.lit(None, pl.UInt8))
 
 
 if __name__ == "__main__":
