@@ -56,13 +56,12 @@ def _progress(what: str, done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-def load_input(args: argparse.Namespace, path: str | None = None,
-               dump: Dump | None = None) -> Decoded:
-    """Decode the dump named on the command line (or ``dump``, already opened),
-    with progress on a terminal."""
+def load_input(args: argparse.Namespace, dump: str | Dump) -> Decoded:
+    """Decode a dump (a path, or a dump already opened) with the command
+    line's layout options, with progress on a terminal."""
     show = sys.stderr.isatty()
-    if dump is None:
-        dump = open_dump(path if path is not None else args.path)
+    if not isinstance(dump, Dump):
+        dump = open_dump(dump)
     decoded = decode_dump(dump, layout=args.layout, subbuf_size=args.subbuf_size,
                           n_subbufs=args.n_subbufs, progress=_progress if show else None)
     if show:

@@ -42,6 +42,6 @@ def run_tui(args: argparse.Namespace) -> int:
     dump = open_dump(path)
     if not args.ignore_memory:
         memory_guard.check(dump, memory_guard.available())
-    decoded = load_input(args, dump=dump)
+    decoded = load_input(args, dump)
     create_app(decoded=decoded).run()
     return 0

@@ -9,7 +9,7 @@ columns are built as usual, but every text record is ``other``, so no
 pattern is tested and no field is captured.  Everything else (the decode,
 the other record-sized tables, every CSV write, the end tables) runs as
 usual, and ``events.csv`` keeps its rows and nearly its size (the event
-names are as long, only the nodeid/fh/err cells are empty).
+names are as long; only the text records' nodeid/fh/err cells are empty).
 
 With no patch events left, the end tables have nothing to do, so this is a
 lower bound on what any classifier could reach: ``run_all.py`` prints it
