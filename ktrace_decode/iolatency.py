@@ -12,6 +12,7 @@ and the chunk-server entries (schema.CS).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,13 @@ _REQ = pl.col("io_type").replace_strict(
     return_dtype=pl.String).alias("request")
 
 
-def request_names(codes: np.ndarray) -> list[str]:
-    """The request name of each iotimes request type number (as ``_REQ``)."""
-    return pl.DataFrame({"io_type": codes}).select(_REQ).to_series().to_list()
+@cache
+def request_name(code: int) -> str:
+    """The request name of an iotimes request type number (as ``_REQ``).
+
+    Cached: a streamed export names each batch's few type numbers, and one
+    Polars evaluation per batch cost more than the counting it labels."""
+    return pl.DataFrame({"io_type": [code]}, schema={"io_type": pl.UInt16}).select(_REQ).item()
 
 
 def _pct_names(prefix: str) -> list[str]:

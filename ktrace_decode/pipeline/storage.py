@@ -14,7 +14,7 @@ import polars as pl
 
 from ..decode import Decoded
 from ..errors import KtraceError
-from ..iolatency import request_names
+from ..iolatency import request_name
 from ..metrics import parse_metrics
 
 #: iotimes request -> the metrics op counting the same IOs (newer layouts, then v1).
@@ -47,7 +47,8 @@ def io_counts(iotimes: pl.DataFrame) -> dict[str, int]:
     """
     codes, counts = np.unique(iotimes["type"].to_numpy(), return_counts=True)
     out: dict[str, int] = {}
-    for name, n in zip(request_names(codes), counts.tolist(), strict=True):
+    for code, n in zip(codes.tolist(), counts.tolist(), strict=True):
+        name = request_name(code)
         out[name] = out.get(name, 0) + n
     return out
 
