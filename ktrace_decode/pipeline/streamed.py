@@ -25,6 +25,7 @@ CPU wrote it.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -94,6 +95,12 @@ class TableWriter:
             self._parquet.write_table(table)
         self._started = True
         self.rows += df.height
+
+    def sync(self) -> None:
+        """Push what is written so far to the disk (the final close then has
+        little left to flush)."""
+        self.f.flush()
+        os.fsync(self.f.fileno())
 
     def close(self) -> None:
         if not self._started:
@@ -280,6 +287,12 @@ class StreamExport:
         decoded = stream.decoded()
         D.require_records(decoded)
         self._drain()  # the record-sized tables of this dump are out: its end tables follow
+        # Their bytes (nearly all of the export's) go to the disk on the writer
+        # thread while this one computes the end tables: the files' final
+        # fsync, before they are renamed into place, then finds little to do.
+        for w in self.writers.values():
+            if w.rows:
+                self._pending.append(self._io.submit(w.sync))
         return self._finish(path, decoded, kept)
 
     def _batch(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame, kept: _Kept) -> None:
