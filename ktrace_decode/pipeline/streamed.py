@@ -297,20 +297,24 @@ class StreamExport:
 
     def _batch(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame, kept: _Kept) -> None:
         recs, cs_lf = batch.lazy(), cs.lazy()
-        plans = [events(recs), tables.iotimes(recs), iolatency.cs_entries(recs, cs_lf)]
+        ev_plan = events(recs)
+        # Kept narrow for the end tables: event names as categories (1-4
+        # bytes instead of a 16-byte string view per row).  In the same
+        # collect_all as the events it filters, which computes them once
+        # (common subplan) and runs the filter on the Polars threads.
+        kept_plan = ev_plan.filter(pl.col("event").is_in(KEPT_EVENTS)).select(
+            *KEPT_COLUMNS[:3], pl.col("event").cast(_KEPT_EVENT), *KEPT_COLUMNS[4:])
+        plans = [ev_plan, kept_plan, tables.iotimes(recs), iolatency.cs_entries(recs, cs_lf)]
         if self.out is not None:
             plans.append(tables.iotimes_cs(recs, cs_lf))
-        ev, iot, ent, *iot_cs = pl.collect_all(plans)
+        ev, kept_ev, iot, ent, *iot_cs = pl.collect_all(plans)
         self._write(path, {"events": ev, "iotimes": iot, "iotimes_cs": iot_cs[0]}
                     if iot_cs else {})
         kept.n_iotimes += iot.height
         kept.io_counts.update(storage.io_counts(iot))
         kept.slowest.append(storage.slowest_io(iot, self.sel.top))
         kept.kinds.update(record_type_counts(batch["type"]))
-        # Kept narrow for the end tables: event names as categories (1-4
-        # bytes instead of a 16-byte string view per row).
-        kept.events.append(ev.filter(pl.col("event").is_in(KEPT_EVENTS)).select(
-            *KEPT_COLUMNS[:3], pl.col("event").cast(_KEPT_EVENT), *KEPT_COLUMNS[4:]))
+        kept.events.append(kept_ev)
         kept.entries.append(ent)
         kept.seq_edges.append(_seq_edges(batch))
         kept.offset_edges.append(_offset_edges(batch))
