@@ -126,6 +126,26 @@ def _bits(mask: np.ndarray) -> pa.Buffer:
     return pa.py_buffer(np.packbits(mask, bitorder="little"))
 
 
+class _ArrowArray:
+    """A pyarrow array offered to Polars through the Arrow C data interface
+    only.  ``pl.from_arrow`` (and ``pl.Series`` of a ``pa.Array``) first import
+    ``pyarrow.compute`` to coerce types these arrays never have: 40-90 ms of
+    every process that decodes anything.  Zero-copy either way."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: pa.Array) -> None:
+        self.array = array
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> object:
+        return self.array.__arrow_c_array__(requested_schema)
+
+
+def arrow_series(name: str, array: pa.Array) -> pl.Series:
+    """``array`` (built with ``pa.Array.from_buffers``) as a Polars Series, zero-copy."""
+    return pl.Series(values=_ArrowArray(array)).alias(name)
+
+
 def _text_views(buf: np.ndarray, p: np.ndarray, lens: np.ndarray, buf_index0: int
                 ) -> np.ndarray:
     """Arrow views (n x 16 bytes) of buf[p[i] : p[i] + lens[i]] (buffers from buf_index0)."""
@@ -166,7 +186,7 @@ def _binary(views: np.ndarray, valid: np.ndarray, buffers: list[pa.Buffer]) -> p
     arr = pa.Array.from_buffers(pa.binary_view(), n,
                                 [_bits(valid), pa.py_buffer(views), *buffers],
                                 null_count=int(n - np.count_nonzero(valid)))
-    return pl.Series("text", pl.from_arrow(arr))
+    return arrow_series("text", arr)
 
 
 def _python_text(raw: bytes) -> str:
@@ -303,7 +323,7 @@ class _TextColumn:
                                     [_bits(self.valid), pa.py_buffer(self.views),
                                      *self.buffers],
                                     null_count=int(n - np.count_nonzero(self.valid)))
-        return pl.Series("text", pl.from_arrow(arr))
+        return arrow_series("text", arr)
 
 
 def _shares(n: int, k: int) -> list[range]:
@@ -511,7 +531,7 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
 def _nullable(name: str, values: np.ndarray, valid: pa.Buffer, nulls: int) -> pl.Series:
     arr = pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
                                 [valid, pa.py_buffer(values)], null_count=nulls)
-    return pl.Series(name, pl.from_arrow(arr))
+    return arrow_series(name, arr)
 
 
 def _payloads(pla: _Placement) -> pl.Series:

@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from .formats import layouts as L
+from .records import arrow_series
 
 BATCH_ROWS = 200_000
 
@@ -189,7 +190,7 @@ def text_block(df: pl.DataFrame, nul_cut: bool = True) -> list[pa.Buffer]:
     views[:, 3] = np.arange(n, dtype=np.uint32) * _PREFIX
     arr = pa.Array.from_buffers(pa.binary_view(), n,
                                 [None, pa.py_buffer(views), pa.py_buffer(mat)])
-    prefix = pl.Series("p", pl.from_arrow(arr)).cast(pl.String)
+    prefix = arrow_series("p", arr).cast(pl.String)
     odd = np.flatnonzero(~fits)
     if odd.size:  # rare: wide CPU/time/loss values, unknown types (reference formatter)
         prefix = prefix.scatter(odd, _prefix_strings(df[odd]))
