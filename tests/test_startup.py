@@ -1,4 +1,6 @@
-"""Start-up cost: only ``ktrace tui`` imports Textual (about 0.5 s of every command otherwise).
+"""Start-up cost: only ``ktrace tui`` imports Textual (about 0.5 s of every command otherwise),
+and only a Parquet export imports ``pyarrow.parquet`` (50 ms); nothing imports
+``pyarrow.compute`` (40-90 ms), which ``pl.from_arrow`` would pull in.
 
 ``ktrace`` imports ``ktrace_decode.tui.cli`` to register the ``tui`` command;
 the package ``ktrace_decode.tui`` must therefore not import its app eagerly.
@@ -24,17 +26,18 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as e:
     code = e.code
-sys.stderr.write(f"\\nPROBE code={code} textual={'textual' in sys.modules}\\n")
+heavy = ",".join(m for m in ("textual", "pyarrow.compute", "pyarrow.parquet") if m in sys.modules)
+sys.stderr.write(f"\\nPROBE code={code} heavy={heavy}\\n")
 """
 
 
-def _probe(*argv: str, cwd: Path) -> tuple[int, bool]:
+def _probe(*argv: str, cwd: Path) -> tuple[int, set[str]]:
     proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
                           timeout=120, cwd=cwd)
     last = proc.stderr.splitlines()[-1]
     assert last.startswith("PROBE "), proc.stderr
     fields = dict(kv.split("=") for kv in last.split()[1:])
-    return int(fields["code"]), fields["textual"] == "True"
+    return int(fields["code"]), set(filter(None, fields["heavy"].split(",")))
 
 
 @pytest.mark.parametrize("argv", [
@@ -45,10 +48,17 @@ def _probe(*argv: str, cwd: Path) -> tuple[int, bool]:
     ["--help"],
     ["tui", "--help"],  # the tui command's own help needs no Textual either
 ], ids=lambda a: " ".join(x if x != STORM else "storm" for x in a))
-def test_non_tui_commands_do_not_import_textual(argv, tmp_path):
-    code, textual = _probe(*argv, cwd=tmp_path)
+def test_non_tui_commands_import_no_heavy_module(argv, tmp_path):
+    code, heavy = _probe(*argv, cwd=tmp_path)
     assert code == 0
-    assert not textual
+    assert heavy == set()
+
+
+def test_a_parquet_export_imports_pyarrow_parquet_when_it_writes(tmp_path):
+    code, heavy = _probe("export", STORM, "--out", "out", "--format", "parquet", cwd=tmp_path)
+    assert code == 0
+    assert heavy == {"pyarrow.parquet"}
+    assert (tmp_path / "out" / "events.parquet").stat().st_size > 0
 
 
 def test_the_tui_package_still_exports_the_app():

@@ -31,11 +31,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from .. import decode as D
 from .. import iolatency, schema
@@ -47,6 +46,9 @@ from . import storage, tables
 from .episodes import ATTACHED_EVENTS, STATE_EVENTS, episodes
 from .events import events, record_type_counts
 from .summary import Selection, summarize
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 #: Events the end-of-dump tables read (all of the patch's: formats.messages.PATCH_EVENTS).
 KEPT_EVENTS = (*STATE_EVENTS, *ATTACHED_EVENTS)
@@ -91,6 +93,9 @@ class TableWriter:
         else:
             table = df.to_arrow()
             if self._parquet is None:
+                # Imported here: 50 ms that only a Parquet export needs.
+                import pyarrow.parquet as pq
+
                 self._parquet = pq.ParquetWriter(self.f, table.schema)
             self._parquet.write_table(table)
         self._started = True
