@@ -32,7 +32,7 @@ from .errors import InputError, UsageError
 from .formats import layouts as L
 from .records import Part, cs_frame, pool, records_frame
 from .scan import CHUNK, Scanner, ScanResult, Skip, scan_stream
-from .sources import Dump, TraceSource, open_dump
+from .sources import Dump, TraceSource, mapping_of, open_dump
 
 LAYOUTS = ("auto", "stream", "raw")
 
@@ -375,13 +375,6 @@ MERGE_SLACK_US = 10_000
 PENDING_CAP = 8 * STREAM_BATCH
 
 
-def _mmap_of(data: np.ndarray) -> mmap.mmap | None:
-    base = data.base
-    if isinstance(base, memoryview):
-        base = base.obj
-    return base if isinstance(base, mmap.mmap) else None
-
-
 class DumpStream:
     """Decode a dump as a stream of merged batches, in bounded memory (``ktrace decode``).
 
@@ -411,7 +404,7 @@ class DumpStream:
                       for src in dump.traces]
         self.cpus: list[CpuReport] = [CpuReport(src.cpu, src.name, layout, src.size)
                                       for src in dump.traces]
-        self._maps = [_mmap_of(src.data) for src in dump.traces]
+        self._maps = [mapping_of(src.data) for src in dump.traces]
         self._released = [0] * len(dump.traces)
         self._frontier: dict[int, int] = {}  # cpu -> start of its latest printed record
         # Pages are given back only once the consumer is done with the batch

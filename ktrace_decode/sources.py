@@ -157,6 +157,49 @@ def _map_file(path: Path, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     return np.frombuffer(mm, np.uint8)
 
 
+def mapping_of(data: np.ndarray) -> mmap.mmap | None:
+    """The file mapping behind ``data`` (a :class:`TraceSource`'s), if it has one."""
+    base = data.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return base if isinstance(base, mmap.mmap) else None
+
+
+def _read_whole(path: Path, size: int) -> np.ndarray:
+    """Up to ``size`` bytes of ``path`` with read(): fewer if it shrank meanwhile."""
+    out = np.empty(size, np.uint8)
+    view = memoryview(out)
+    done = 0
+    with _open_regular(path) as f:
+        while done < size:
+            n = f.readinto(view[done:])
+            if not n:
+                break
+            done += n
+    return out[:done]
+
+
+def in_memory(dump: Dump) -> Dump:
+    """``dump`` with every memory-mapped trace file read into memory instead.
+
+    For a long-lived reader (``ktrace tui``): a mapped file that is truncated
+    while it is open (a new dump written over the same directory) kills the
+    process with SIGBUS at the next touch of a page past the new end, which
+    no Python code can catch.  Read with read(), a shrunk file just gives
+    fewer bytes.  Files are read again by name, never through the mapping.
+    """
+    traces = []
+    for t in dump.traces:
+        data = t.data
+        if mapping_of(data) is not None:
+            try:
+                data = _read_whole(Path(t.name), t.size)
+            except OSError as e:
+                raise InputError(f"cannot read: {e.strerror or e}", t.name) from None
+        traces.append(TraceSource(t.cpu, t.name, data))
+    return Dump(dump.path, traces, dump.prometheus)
+
+
 def _cpu_of(name: str, where: object) -> int | None:
     """The CPU number of a ``traceN`` name (None for other names)."""
     m = TRACE_NAME.match(name)

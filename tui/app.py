@@ -28,8 +28,9 @@ from textual.widgets import (
     TabPane,
 )
 
-from ..decode import Decoded, decode, require_records
+from ..decode import Decoded, decode_dump, require_records
 from ..pipeline import Analysis, analyze_decoded
+from ..sources import in_memory, open_dump
 from .events_view import EventsView, format_rows
 from .filters import FilterError, parse_filter
 
@@ -243,8 +244,11 @@ class KtraceApp(App[None]):
     def load(self) -> None:
         decoded = self.decoded
         if decoded is None:
-            decoded = require_records(decode(self.path, progress=self._progress,
-                                             **self.decode_options))
+            # Read, not mapped: see sources.in_memory (a rewritten dump must
+            # not kill a TUI that has it open).
+            decoded = require_records(decode_dump(in_memory(open_dump(self.path)),
+                                                  progress=self._progress,
+                                                  **self.decode_options))
         self.call_from_thread(self._set_progress, "analysing", 85)
         analysis = analyze_decoded(decoded)
         self.call_from_thread(self.loaded, decoded, analysis)

@@ -6,7 +6,7 @@ import argparse
 
 from ..cli_common import add_input_args, load_input
 from ..samples import sample_path
-from ..sources import open_dump
+from ..sources import in_memory, open_dump
 from . import memory_guard
 
 
@@ -42,6 +42,9 @@ def run_tui(args: argparse.Namespace) -> int:
     dump = open_dump(path)
     if not args.ignore_memory:
         memory_guard.check(dump, memory_guard.available())
-    decoded = load_input(args, dump)
+    # Read, not mapped, once it is known to fit: the TUI stays open for hours,
+    # and a new dump written over the directory meanwhile must not kill it
+    # (SIGBUS on a truncated mapping).
+    decoded = load_input(args, in_memory(dump))
     create_app(decoded=decoded).run()
     return 0

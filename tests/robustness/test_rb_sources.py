@@ -122,3 +122,50 @@ def test_an_unnamed_file_is_cpu_0(tmp_path):
     p.write_bytes(TRACE)
     (src,) = open_dump(p).traces
     assert src.cpu == 0 and np.array_equal(src.data, np.frombuffer(TRACE, np.uint8))
+
+
+# --- in_memory: what a long-lived reader (the TUI) holds --------------------
+
+def _dump_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "dump"
+    d.mkdir()
+    for cpu in (0, 1):
+        (d / f"trace{cpu}").write_bytes(TRACE)
+    (d / "prometheus").write_bytes(b"fuse_x 1\n")
+    return d
+
+
+def test_in_memory_reads_every_mapped_file_into_memory(tmp_path):
+    mapped = open_dump(_dump_dir(tmp_path))
+    held = sources.in_memory(mapped)
+    assert [(t.cpu, t.name, bytes(t.data)) for t in held.traces] == \
+        [(t.cpu, t.name, TRACE) for t in mapped.traces]
+    assert all(sources.mapping_of(t.data) is None for t in held.traces)
+    assert all(sources.mapping_of(t.data) is not None for t in mapped.traces)
+    assert held.prometheus == b"fuse_x 1\n" and held.path == mapped.path
+
+
+def test_in_memory_keeps_what_was_already_in_memory(tmp_path, monkeypatch):
+    p = tmp_path / "trace0"
+    p.write_bytes(TRACE)
+    dump = open_dump(p)
+    read = sources.in_memory(dump)
+    monkeypatch.setattr(sources, "_read_whole", lambda *a: pytest.fail("read twice"))
+    again = sources.in_memory(read)
+    assert again.traces[0].data is read.traces[0].data
+
+
+def test_in_memory_of_a_file_that_shrank_gives_the_bytes_left(tmp_path):
+    d = _dump_dir(tmp_path)
+    mapped = open_dump(d)
+    os.truncate(d / "trace1", 100)
+    held = sources.in_memory(mapped)
+    assert bytes(held.traces[1].data) == TRACE[:100]
+
+
+def test_in_memory_of_a_file_gone_is_one_input_error(tmp_path):
+    d = _dump_dir(tmp_path)
+    mapped = open_dump(d)
+    (d / "trace1").unlink()
+    with pytest.raises(InputError, match="trace1: cannot read: No such file"):
+        sources.in_memory(mapped)
