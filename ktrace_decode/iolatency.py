@@ -118,8 +118,8 @@ def per_cs_of(entries: pl.DataFrame) -> pl.DataFrame:
     for col, prefix in (("ts_net", "net"), ("ts_io", "io")):
         values = entries[col].to_numpy()[rows]  # a copy, partitioned in place
         picked = np.empty((len(n), len(QUANTILES) + 1), values.dtype)
-        for g, (s, k) in enumerate(zip(starts.tolist(), ranks, strict=True)):
-            seg = values[s : s + n[g]]
+        for g, (s, m, k) in enumerate(zip(starts.tolist(), n.tolist(), ranks, strict=True)):
+            seg = values[s : s + m]
             seg.partition(sorted(set(k)))
             picked[g] = seg[k]
         for name, column in zip(_pct_names(prefix), picked.T, strict=True):

@@ -26,7 +26,6 @@ STORM = sample_path("storm")
 # Events view does).  argv: DUMP [mapped]; "mapped" keeps the files mapped.
 SCRIPT = """\
 import os, sys
-from ktrace_decode import sources
 from ktrace_decode.cli import main
 from ktrace_decode.tui import app, cli
 
