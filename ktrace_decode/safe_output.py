@@ -136,7 +136,46 @@ class OutputDir:
             os.close(self.fd)
             self.fd = -1
 
+    @classmethod
+    def _of_fd(cls, path: Path, fd: int, force: bool) -> OutputDir:
+        out = cls.__new__(cls)
+        out.path, out.fd, out.force = path, fd, force
+        return out
+
+    def subdir(self, name: str) -> OutputDir:
+        """The subdirectory ``name`` (created if missing) as an OutputDir with the
+        same ``force``.  A symlink in its place is refused, not followed: it
+        could point anywhere."""
+        _check_name(name, self.path)
+        target = self.path / name
+        try:
+            os.mkdir(name, dir_fd=self.fd)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise OutputError(f"cannot create the directory: {e.strerror or e}",
+                              target) from None
+        try:
+            fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd)
+        except OSError as e:
+            st = self._lstat(name)
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                raise OutputError("is a symbolic link: refused", target) from None
+            if isinstance(e, NotADirectoryError):
+                raise OutputError("exists and is not a directory", target) from None
+            raise OutputError(f"cannot open the directory: {e.strerror or e}",
+                              target) from None
+        return OutputDir._of_fd(target, fd, self.force)
+
     # --- queries ------------------------------------------------------------
+    def listing(self) -> list[str]:
+        """The names in the directory (links included, never followed)."""
+        try:
+            return sorted(os.listdir(self.fd))
+        except OSError as e:
+            raise OutputError(f"cannot list the directory: {e.strerror or e}",
+                              self.path) from None
+
     def _lstat(self, name: str) -> os.stat_result | None:
         try:
             return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
@@ -218,6 +257,21 @@ class OutputDir:
             raise OutputError("is a directory: cannot replace it", target) from None
         except OSError as e:
             raise OutputError(f"cannot write: {e.strerror or e}", target) from None
+
+    def remove(self, name: str) -> None:
+        """Delete the file (or link: never its target) ``name``; gone already is fine."""
+        _check_name(name, self.path)
+        st = self._lstat(name)
+        if st is None:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise OutputError("is a directory: cannot remove it", self.path / name)
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OutputError(f"cannot remove: {e.strerror or e}", self.path / name) from None
 
     def write_bytes(self, name: str, data: bytes) -> None:
         with self.open(name) as f:

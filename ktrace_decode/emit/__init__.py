@@ -7,15 +7,17 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from .. import schema
+from ..errors import OutputError
 from ..formats import prometheus as P
 from ..metrics import Metrics, OpStats, build_metrics
+from ..safe_output import OutputDir
+from ..sources import TRACE_NAME
 from .model import IoStat, Model, TrueEpisode, simulate
 from .scenario import Scenario, load_scenario
 from .truth import event_rows, frame, observable_episodes, record_rows
@@ -98,24 +100,33 @@ def emit(sc: Scenario, out_dir: Path | None = None, layout: str | None = None,
 
 
 def write(res: EmitResult, out: Path, force: bool = False) -> None:
-    """Write the dump directory: trace<cpu>, prometheus, scenario.toml, truth/*.csv."""
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise FileExistsError(f"{out}: not empty (use --force to replace its dump)")
-        for p in [*out.glob("trace*"), out / "prometheus", out / "scenario.toml"]:
-            p.unlink(missing_ok=True)
-        shutil.rmtree(out / "truth", ignore_errors=True)
-    (out / "truth").mkdir(parents=True, exist_ok=True)
-    for cpu, data in res.files.items():
-        (out / f"trace{cpu}").write_bytes(data)
-    (out / "prometheus").write_bytes(res.prometheus)
-    sc = res.scenario
-    text = sc.to_toml()
-    if res.layout != sc.layout:
-        text = text.replace(f'layout = "{sc.layout}"', f'layout = "{res.layout}"')
-    (out / "scenario.toml").write_text(text)
-    for name in TRUTH_FILES:
-        df: pl.DataFrame = getattr(res, name)
-        if name == "records":
-            df = df.with_columns(pl.col("payload").bin.encode("hex"))
-        df.write_csv(out / "truth" / f"{name}.csv")
+    """Write the dump directory: trace<cpu>, prometheus, scenario.toml, truth/*.csv.
+
+    Through :class:`OutputDir`, like the exports: every file atomic, no write
+    through a symlink inside ``out``.  A directory with anything in it is
+    refused without ``force``; with it, the files are replaced and the trace
+    files of CPUs the new dump does not have are removed (left behind, they
+    would be decoded as part of it).
+    """
+    with OutputDir(out, force=force) as d:
+        present = d.listing()
+        if present and not force:
+            raise OutputError("not empty (use --force to replace its dump)", out)
+        traces = {f"trace{cpu}": data for cpu, data in res.files.items()}
+        for name, data in traces.items():
+            d.write_bytes(name, data)
+        d.write_bytes("prometheus", res.prometheus)
+        sc = res.scenario
+        text = sc.to_toml()
+        if res.layout != sc.layout:
+            text = text.replace(f'layout = "{sc.layout}"', f'layout = "{res.layout}"')
+        d.write_text("scenario.toml", text)
+        with d.subdir("truth") as truth:
+            for name in TRUTH_FILES:
+                df: pl.DataFrame = getattr(res, name)
+                if name == "records":
+                    df = df.with_columns(pl.col("payload").bin.encode("hex"))
+                truth.write_frame(f"{name}.csv", df)
+        for name in present:
+            if TRACE_NAME.match(name) and name not in traces:
+                d.remove(name)

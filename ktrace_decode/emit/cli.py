@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ..errors import InputError, OutputError, UsageError
+from ..errors import InputError, UsageError
 from . import emit
 from .compare import compare, render
 from .scenario import KEY_HELP, Scenario, _toml, load_scenario
@@ -84,10 +84,7 @@ def run_emit(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise UsageError("--out DIR is required (or use --compare)")
-    try:
-        res = emit(sc, Path(args.out), layout=args.layout, force=args.force, path=args.path)
-    except FileExistsError as e:
-        raise OutputError(str(e)) from None
+    res = emit(sc, Path(args.out), layout=args.layout, force=args.force, path=args.path)
     per_cpu = ", ".join(f"cpu{c}: {n}" for c, n in sorted(
         res.records.group_by("cpu").len().rows()))
     lost = sum(res.dropped.values())

@@ -2,6 +2,8 @@
 traceback; --help explains every key; the dump directory is reproducible from its copy."""
 
 import dataclasses
+import os
+import shutil
 
 import pytest
 
@@ -76,3 +78,41 @@ def test_cli_writes_refuses_and_reproduces(tmp_path, capsys):
     assert (out / "trace0").read_bytes() == before
     assert main([*args[:-2], "--seed", "8", "--force"]) == 0
     assert (out / "trace0").read_bytes() != before
+
+
+def _emit(tmp_path, out, body=SMALL, *extra):
+    (tmp_path / "s.toml").write_text(body)
+    return main(["emit", str(tmp_path / "s.toml"), "--out", str(out), *extra])
+
+
+def test_force_removes_the_trace_files_of_cpus_the_new_dump_lacks(tmp_path, capsys):
+    out = tmp_path / "dump"
+    assert _emit(tmp_path, out, SMALL.replace("cpus = [0, 3]", "cpus = [0, 1, 2, 3]")) == 0
+    (out / "notes.txt").write_text("mine")
+    assert _emit(tmp_path, out, SMALL, "--force") == 0
+    # trace1 and trace2 would otherwise be decoded as part of the new dump
+    assert {p.name for p in out.iterdir()} == {"trace0", "trace3", "prometheus",
+                                              "scenario.toml", "truth", "notes.txt"}
+    assert {p.name for p in (out / "truth").iterdir()} == {
+        "records.csv", "cs.csv", "events.csv", "invalidations.csv"}
+
+
+def test_emit_never_writes_through_a_symlink_in_out(tmp_path, capsys):
+    out, elsewhere = tmp_path / "dump", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "victim").write_text("keep me")
+    assert _emit(tmp_path, out) == 0
+    capsys.readouterr()
+    # a link in place of a trace file is replaced, its target untouched
+    (out / "trace0").unlink()
+    os.symlink(elsewhere / "victim", out / "trace0")
+    assert _emit(tmp_path, out, SMALL, "--force") == 0
+    assert not (out / "trace0").is_symlink() and (elsewhere / "victim").read_text() == "keep me"
+    # a link in place of truth/ is refused in one line, nothing written through it
+    shutil.rmtree(out / "truth")
+    os.symlink(elsewhere, out / "truth")
+    capsys.readouterr()
+    assert _emit(tmp_path, out, SMALL, "--force") == 1
+    err = capsys.readouterr().err
+    assert err == f"ktrace: error: {out / 'truth'}: is a symbolic link: refused\n"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim"]

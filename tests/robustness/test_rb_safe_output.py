@@ -215,3 +215,64 @@ def test_write_frame_csv_and_parquet(tmp_path):
     assert pl.read_csv(tmp_path / "safe.csv")["text"].to_list() == ["'=HYPERLINK(\"x\")", "ok"]
     assert_frame_equal(pl.read_parquet(tmp_path / "t.parquet"), df)  # parquet is data: untouched
     assert _leftovers(tmp_path) == []
+
+
+# --- listing, remove, subdir (used by `ktrace emit`) ------------------------
+
+def test_listing_names_links_without_following_them(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b.csv").write_text("x")
+    os.symlink(tmp_path / "nowhere", tmp_path / "out" / "a.csv")
+    with OutputDir(tmp_path / "out") as out:
+        assert out.listing() == ["a.csv", "b.csv"]
+
+
+def test_remove_deletes_a_link_not_its_target(tmp_path):
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    os.symlink(target, out_dir / "trace9")
+    (out_dir / "trace8").write_text("old")
+    with OutputDir(out_dir) as out:
+        out.remove("trace9")
+        out.remove("trace8")
+        out.remove("never-there")  # gone already: fine
+    assert sorted(os.listdir(out_dir)) == [] and target.read_text() == "keep me"
+
+
+def test_remove_refuses_a_directory_and_a_path(tmp_path):
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    with OutputDir(tmp_path / "out") as out:
+        with pytest.raises(OutputError, match="sub: is a directory: cannot remove it"):
+            out.remove("sub")
+        with pytest.raises(OutputError):
+            out.remove("../x")
+    assert (tmp_path / "out" / "sub").is_dir()
+
+
+def test_subdir_is_created_and_written_atomically(tmp_path):
+    with OutputDir(tmp_path / "out", force=True) as out, out.subdir("truth") as truth:
+        truth.write_text("a.csv", "1\n")
+        truth.write_text("a.csv", "2\n")  # force is inherited: replaced
+        assert truth.path == tmp_path / "out" / "truth"
+    assert (tmp_path / "out" / "truth" / "a.csv").read_text() == "2\n"
+
+
+def test_subdir_that_is_a_symlink_is_refused_not_followed(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").mkdir()
+    os.symlink(elsewhere, tmp_path / "out" / "truth")
+    with (OutputDir(tmp_path / "out", force=True) as out,
+          pytest.raises(OutputError, match="truth: is a symbolic link: refused")):
+        out.subdir("truth")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_subdir_over_a_file_is_refused(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "truth").write_text("a file")
+    with (OutputDir(tmp_path / "out") as out,
+          pytest.raises(OutputError, match="truth: exists and is not a directory")):
+        out.subdir("truth")
