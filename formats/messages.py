@@ -168,6 +168,30 @@ def _py_conversion(m: re.Match[str]) -> str:
 
 
 @cache
+def segments(msg: Message) -> tuple[tuple[str, str | None], ...]:
+    """The format cut at its printed conversions: ``(literal, conversion)``
+    pairs in order, the conversion being its letter (a key of the regex
+    table), and a last pair ``(literal, None)`` for the text after the last
+    one.  ``%%`` is part of the literal it prints.
+
+    The regex of :func:`pattern` and the byte programs of
+    ``pipeline/bytematch.py`` are both built from this one cut.
+    """
+    out: list[tuple[str, str | None]] = []
+    literal, pos = "", 0
+    for m in _PRINTF.finditer(msg.fmt):
+        literal += msg.fmt[pos:m.start()]
+        pos = m.end()
+        if m["conv"] == "%":
+            literal += "%"
+            continue
+        out.append((literal, m["conv"]))
+        literal = ""
+    out.append((literal + msg.fmt[pos:], None))
+    return tuple(out)
+
+
+@cache
 def pattern(msg: Message) -> str:
     """An anchored regex (Python and Rust/Polars syntax) for the text after ``"function: "``.
 
@@ -175,18 +199,10 @@ def pattern(msg: Message) -> str:
     ``re.fullmatch``: its ``$`` also matches before a final newline, Rust's
     only at the very end.
     """
-    out: list[str] = []
-    pos = 0
-    for m in _PRINTF.finditer(msg.fmt):
-        out.append(_escape(msg.fmt[pos:m.start()]))
-        pos = m.end()
-        if m["conv"] == "%":
-            out.append("%")
-            continue
-        out.append(f"(?P<{{}}>{_CONV[m['conv']][0]})")
-    out.append(_escape(msg.fmt[pos:]))
-    names = [f.name for f in msg.fields]
-    return "^" + "".join(out).format(*names) + "$"
+    names = iter(f.name for f in msg.fields)
+    out = [_escape(literal) + (f"(?P<{next(names)}>{_CONV[conv][0]})" if conv else "")
+           for literal, conv in segments(msg)]
+    return "^" + "".join(out) + "$"
 
 
 def _escape(literal: str) -> str:

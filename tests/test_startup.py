@@ -1,6 +1,8 @@
 """Start-up cost: only ``ktrace tui`` imports Textual (about 0.5 s of every command otherwise),
 and only a Parquet export imports ``pyarrow.parquet`` (50 ms); nothing imports
-``pyarrow.compute`` (40-90 ms), which ``pl.from_arrow`` would pull in.
+``pyarrow.compute`` (40-90 ms), which ``pl.from_arrow`` would pull in; numba
+(0.3 s, and its compiled loop) is loaded only for batches big enough to pay
+for it, never for the samples.
 
 ``ktrace`` imports ``ktrace_decode.tui.cli`` to register the ``tui`` command;
 the package ``ktrace_decode.tui`` must therefore not import its app eagerly.
@@ -26,7 +28,8 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as e:
     code = e.code
-heavy = ",".join(m for m in ("textual", "pyarrow.compute", "pyarrow.parquet") if m in sys.modules)
+heavy = ",".join(m for m in ("textual", "pyarrow.compute", "pyarrow.parquet", "numba")
+                if m in sys.modules)
 sys.stderr.write(f"\\nPROBE code={code} heavy={heavy}\\n")
 """
 

@@ -13,10 +13,12 @@ from functools import cache
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
-from .. import schema
+from .. import records, schema
 from ..formats import layouts as L
 from ..formats import messages as M
+from . import bytematch
 
 #: Catalogue fields that have a column in schema.EVENTS.
 _EVENT_FIELDS = ("nodeid", "fh", "err")
@@ -75,9 +77,9 @@ def _field_expr(name: str) -> pl.Expr:
     expr: pl.Expr = pl.lit(None, dtype)
     for i in reversed(range(len(M.CATALOGUE))):  # built inside out, like the match itself
         msg = M.CATALOGUE[i]
-        field = next((f for f in msg.fields if f.name == name), None)
-        if field is None or (name == "nodeid" and msg.nodeid_offset is None):
+        if not _gives(msg, name):
             continue
+        field = next(f for f in msg.fields if f.name == name)
         # Extract only on the rows this message matched: the others cost nothing.
         raw = pl.when(_is(i)).then(pl.col("__rest")).str.extract(_one_group(_regex(msg), name), 1)
         v = _typed(raw, field, dtype)
@@ -98,8 +100,113 @@ def events(records: pl.LazyFrame) -> pl.LazyFrame:
     * iotimes records: event ``iotimes``, nodeid = io_ino + 1 (the PCS file id
       is the kernel nodeid - 1, see the format spec);
     * any other type: event ``unknown``.
+
+    The texts are classified by :func:`classify` (one column in, one struct
+    out, run when the plan is collected).
     """
-    return from_matches(with_function(records), catalogue_match())
+    return from_classified(records.with_columns(
+        pl.col("text").map_batches(classify, return_dtype=CLASSIFIED).alias(_CLASS)
+    ).unnest(_CLASS))
+
+
+#: What :func:`classify` gives for each text: the catalogue index of its
+#: message (null: none), its function (null: no ": "), and the typed values
+#: of the event fields the message prints, nodeid normalised.
+CLASSIFIED = pl.Struct({_MATCH: pl.UInt8(), "__func": pl.String(),
+                        **{f"__{n}": schema.EVENTS[n] for n in _EVENT_FIELDS}})
+_CLASS = "__classified"
+
+
+def classify(text: pl.Series) -> pl.Series:
+    """The CLASSIFIED struct of every text (null texts have no match and no
+    function).  Big columns go through the compiled byte programs of
+    :mod:`.bytematch` when numba is installed, others through the regexes;
+    the two agree row for row (tests/pipeline/test_bytematch.py)."""
+    if bytematch.worth_it(text.len()):
+        return classify_bytes(text)
+    return classify_regex(text)
+
+
+def classify_regex(text: pl.Series) -> pl.Series:
+    """:func:`classify` with the catalogue's regexes (Polars expressions)."""
+    lf = with_function(pl.DataFrame({"text": text.cast(pl.String)}).lazy())
+    return lf.with_columns(catalogue_match().alias(_MATCH)).select(
+        pl.struct(pl.col(_MATCH), pl.col("__func"),
+                  *(_field_expr(n).alias(f"__{n}") for n in _EVENT_FIELDS))
+    ).collect().to_series().alias(text.name)
+
+
+def classify_bytes(text: pl.Series) -> pl.Series:
+    """:func:`classify` with the byte programs (needs numba); rows they leave
+    undecided are classified with the regexes."""
+    arr = text.cast(pl.String).to_arrow(compat_level=pl.CompatLevel.newest())
+    if not isinstance(arr, pa.StringViewArray):  # a chunked column: views copied, not text
+        arr = pa.concat_arrays(arr.chunks) if isinstance(arr, pa.ChunkedArray) else arr
+    m = bytematch.match(arr, _programs())
+    code = m.code
+    offsets = _NODEID_OFFSETS[np.where(code >= 0, code, 0)]
+    cols: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for slot, name in enumerate(_EVENT_FIELDS):
+        v, ok = m.values[:, slot], m.present[:, slot]
+        if name == "nodeid":
+            v = v + offsets
+        cols[name] = _fit(v, ok, schema.EVENTS[name])
+    deferred = np.flatnonzero(m.defer)
+    if deferred.size:
+        slow = classify_regex(text.gather(deferred)).struct.unnest()
+        code[deferred] = slow[_MATCH].cast(pl.Int16).fill_null(-1).to_numpy()
+        for name, (v, ok) in cols.items():
+            col = slow[f"__{name}"]
+            ok[deferred] = col.is_not_null().to_numpy()
+            v[deferred] = col.fill_null(0).to_numpy()
+    fields = [
+        records.arrow_series(_MATCH, _with_validity(pa.uint8(), code.astype(np.uint8),
+                                                    code >= 0)),
+        records.arrow_series("__func", bytematch.func_array(arr, m)),
+        *(records.arrow_series(f"__{n}", _with_validity(
+            pa.from_numpy_dtype(v.dtype), v, ok)) for n, (v, ok) in cols.items()),
+    ]
+    return pl.struct(fields, eager=True).alias(text.name)
+
+
+def _fit(v: np.ndarray, ok: np.ndarray, dtype: pl.DataType) -> tuple[np.ndarray, np.ndarray]:
+    """int64 values as ``dtype``; out-of-range ones null, as a non-strict cast makes them."""
+    target = _NUMPY[dtype]
+    info = np.iinfo(target)
+    ok = ok & (v >= max(int(info.min), -(2**63))) & (v <= min(int(info.max), 2**63 - 1))
+    return np.where(ok, v, 0).astype(target), ok
+
+
+_NUMPY = {pl.UInt64(): np.uint64, pl.Int32(): np.int32, pl.Int64(): np.int64,
+          pl.UInt32(): np.uint32}
+
+
+def _with_validity(typ: pa.DataType, values: np.ndarray, ok: np.ndarray) -> pa.Array:
+    return pa.Array.from_buffers(
+        typ, len(values), [pa.py_buffer(np.packbits(ok, bitorder="little")),
+                           pa.py_buffer(np.ascontiguousarray(values))],
+        null_count=int(len(ok) - np.count_nonzero(ok)))
+
+
+def _extracted() -> dict[int, tuple[str, ...]]:
+    """The event fields each message gives (as :func:`_field_expr` takes them)."""
+    return {i: tuple(n for n in _EVENT_FIELDS if _gives(msg, n))
+            for i, msg in enumerate(M.CATALOGUE)}
+
+
+def _gives(msg: M.Message, name: str) -> bool:
+    """Does ``msg`` give event column ``name`` (the nodeid only with its numbering)?"""
+    return (any(f.name == name for f in msg.fields)
+            and not (name == "nodeid" and msg.nodeid_offset is None))
+
+
+@cache
+def _programs() -> bytematch.Programs:
+    return bytematch.compile_catalogue(
+        M.CATALOGUE, {n: i for i, n in enumerate(_EVENT_FIELDS)}, _extracted())
+
+
+_NODEID_OFFSETS = np.array([m.nodeid_offset or 0 for m in M.CATALOGUE] or [0], np.int64)
 
 
 def with_function(records: pl.LazyFrame) -> pl.LazyFrame:
@@ -133,20 +240,18 @@ def catalogue_match() -> pl.Expr:
     return match
 
 
-def from_matches(lf: pl.LazyFrame, match: pl.Expr) -> pl.LazyFrame:
-    """The EVENTS rows of :func:`with_function`'s frame, given ``match`` (a
-    :func:`catalogue_match`: the message each row is, or null).  Kept apart
-    so that the benchmarks can price the matching alone."""
-    return lf.with_columns(match.alias(_MATCH)).select(_event_columns())
+def from_classified(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """The EVENTS rows of a records frame with the CLASSIFIED columns."""
+    return lf.select(_event_columns())
 
 
 @cache
 def _event_columns() -> tuple[pl.Expr, ...]:
-    """The EVENTS columns from a :func:`with_function` frame with its match.
+    """The EVENTS columns from a records frame with the CLASSIFIED columns.
 
-    Built once per process (cached, like :func:`catalogue_match`): the
-    expressions depend on the catalogue only, and building them took ~1 ms of
-    Python per call, on the main thread of a streamed export, for every batch.
+    Built once per process (cached): the expressions depend on the catalogue
+    only, and building them took ~1 ms of Python per call, on the main
+    thread of a streamed export, for every batch.
     """
     is_text = pl.col("type") == L.TYPE_TEXT
     is_iot = pl.col("type") == L.TYPE_IOTIMES
@@ -164,7 +269,7 @@ def _event_columns() -> tuple[pl.Expr, ...]:
         kind = pl.when(pl.col("type") == number).then(pl.lit(i, pl.UInt32)).otherwise(kind)
     record_type = pl.lit(_RECORD_TYPE_NAMES).gather(kind)
 
-    values = {name: _field_expr(name) for name in _EVENT_FIELDS}
+    values = {name: pl.col(f"__{name}") for name in _EVENT_FIELDS}
     # iotimes carry the PCS file id, the kernel nodeid - 1 (format spec, section 3).
     values["nodeid"] = (pl.when(is_iot).then(pl.col("io_ino") + pl.lit(1, pl.UInt64))
                         .otherwise(values["nodeid"]))

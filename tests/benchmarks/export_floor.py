@@ -3,13 +3,12 @@
     python tests/benchmarks/export_floor.py DUMP --out DIR [--force]
 
 Runs the real ``ktrace export`` command line, except that the events stage
-(:func:`ktrace_decode.pipeline.events.events`) skips its one matching step
-(``catalogue_match``): the function name is split off and the names and
-columns are built as usual, but every text record is ``other``, so no
-pattern is tested and no field is captured.  Everything else (the decode,
-the other record-sized tables, every CSV write, the end tables) runs as
-usual, and ``events.csv`` keeps its rows and nearly its size (the event
-names are as long; only the text records' nodeid/fh/err cells are empty).
+classifies nothing: :func:`ktrace_decode.pipeline.events.classify` returns
+"no function, no match" for every text, so no byte program or pattern runs
+and no field is read.  Everything else (the decode, the event columns, the
+other record-sized tables, every CSV write, the end tables) runs as usual,
+and ``events.csv`` keeps its rows and nearly its size (the event names are
+as long; only the function and the nodeid/fh/err cells are empty).
 
 With no patch events left, the end tables have nothing to do, so this is a
 lower bound on what any classifier could reach: ``run_all.py`` prints it
@@ -26,15 +25,14 @@ import polars as pl
 
 from ktrace_decode.cli import main
 from ktrace_decode.pipeline import events as E
-from ktrace_decode.pipeline import streamed
 
 
-def unclassified_events(records: pl.LazyFrame) -> pl.LazyFrame:
-    """:func:`ktrace_decode.pipeline.events.events` with no pattern tested:
-    every text record matches nothing (so no field is captured either)."""
-    return E.from_matches(E.with_function(records), pl.lit(None, pl.UInt8))
+def unclassified(text: pl.Series) -> pl.Series:
+    """:func:`ktrace_decode.pipeline.events.classify` deciding nothing: every
+    field of the struct null."""
+    return pl.repeat(None, text.len(), dtype=E.CLASSIFIED, eager=True).alias(text.name)
 
 
 if __name__ == "__main__":
-    streamed.events = unclassified_events  # the stage the streamed export calls per batch
+    E.classify = unclassified  # what events() calls, through the lazy plan, per batch
     sys.exit(main(["export", *sys.argv[1:]]))
