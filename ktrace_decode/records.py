@@ -122,7 +122,8 @@ def pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def _bits(mask: np.ndarray) -> pa.Buffer:
+def validity_bits(mask: np.ndarray) -> pa.Buffer:
+    """An Arrow validity bitmap: bit i set where ``mask[i]``."""
     return pa.py_buffer(np.packbits(mask, bitorder="little"))
 
 
@@ -184,7 +185,7 @@ def _view_buffers(buf: np.ndarray) -> list[pa.Buffer]:
 def _binary(views: np.ndarray, valid: np.ndarray, buffers: list[pa.Buffer]) -> pl.Series:
     n = len(views)
     arr = pa.Array.from_buffers(pa.binary_view(), n,
-                                [_bits(valid), pa.py_buffer(views), *buffers],
+                                [validity_bits(valid), pa.py_buffer(views), *buffers],
                                 null_count=int(n - np.count_nonzero(valid)))
     return arrow_series("text", arr)
 
@@ -320,7 +321,7 @@ class _TextColumn:
             return _repair(self.pla, self.valid, self.views, self.buffers, odd)
         n = len(self.views)
         arr = pa.Array.from_buffers(pa.string_view(), n,
-                                    [_bits(self.valid), pa.py_buffer(self.views),
+                                    [validity_bits(self.valid), pa.py_buffer(self.views),
                                      *self.buffers],
                                     null_count=int(n - np.count_nonzero(self.valid)))
         return arrow_series("text", arr)
@@ -506,7 +507,7 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
     if "payload" in want:
         cols["payload"] = _payloads(pla)
     if io_want or "n_cs" in want:
-        valid = _bits(is_iot)
+        valid = validity_bits(is_iot)
         nulls = n - int(np.count_nonzero(is_iot))
         if "n_cs" in want:
             ncs = np.zeros(n, np.uint16)
@@ -526,6 +527,11 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
         cols[name] = _nullable(name, full, valid, nulls)
     return schema.conform(pl.DataFrame([cols[c] for c in want]),
                           {c: schema.RECORDS[c] for c in want})
+
+
+def masked_series(name: str, values: np.ndarray, mask: np.ndarray) -> pl.Series:
+    """``values`` as a Polars Series (zero-copy), null where ``mask`` is False."""
+    return _nullable(name, values, validity_bits(mask), int(len(mask) - np.count_nonzero(mask)))
 
 
 def _nullable(name: str, values: np.ndarray, valid: pa.Buffer, nulls: int) -> pl.Series:

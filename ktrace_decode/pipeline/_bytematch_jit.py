@@ -164,7 +164,7 @@ def _run(data, pos, end, ops, st, stop, pool, tmp):  # type: ignore[no-untyped-d
                     return 1  # a %s at the end takes the rest, whatever it is
                 lazy = st
                 trial = pos
-                if st + 1 < stop and ops[st + 1, 0] == LIT:
+                if ops[st + 1, 0] == LIT:
                     first = pool[ops[st + 1, 1]]
                 st += 1
                 continue

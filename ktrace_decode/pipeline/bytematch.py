@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .. import records
 from ..formats import messages as M
 
 # Opcodes.  A program is rows of (opcode, a, b, slot).
@@ -231,5 +232,5 @@ def func_array(text: pa.Array, m: Matched) -> pa.Array:
     has = m.func_len >= 0
     return pa.Array.from_buffers(
         pa.string_view(), len(text),
-        [pa.py_buffer(np.packbits(has, bitorder="little")), pa.py_buffer(m.func_views), *data],
+        [records.validity_bits(has), pa.py_buffer(m.func_views), *data],
         null_count=int(len(has) - np.count_nonzero(has)))

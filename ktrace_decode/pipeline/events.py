@@ -140,8 +140,10 @@ def classify_bytes(text: pl.Series) -> pl.Series:
     """:func:`classify` with the byte programs (needs numba); rows they leave
     undecided are classified with the regexes."""
     arr = text.cast(pl.String).to_arrow(compat_level=pl.CompatLevel.newest())
-    if not isinstance(arr, pa.StringViewArray):  # a chunked column: views copied, not text
-        arr = pa.concat_arrays(arr.chunks) if isinstance(arr, pa.ChunkedArray) else arr
+    if isinstance(arr, pa.ChunkedArray):  # views concatenated, never the text
+        arr = pa.concat_arrays(arr.chunks)
+    if not pa.types.is_string_view(arr.type):  # not Polars' own layout: no bytes to walk
+        return classify_regex(text)
     m = bytematch.match(arr, _programs())
     code = m.code
     offsets = _NODEID_OFFSETS[np.where(code >= 0, code, 0)]
@@ -160,11 +162,9 @@ def classify_bytes(text: pl.Series) -> pl.Series:
             ok[deferred] = col.is_not_null().to_numpy()
             v[deferred] = col.fill_null(0).to_numpy()
     fields = [
-        records.arrow_series(_MATCH, _with_validity(pa.uint8(), code.astype(np.uint8),
-                                                    code >= 0)),
+        records.masked_series(_MATCH, code.astype(np.uint8), code >= 0),
         records.arrow_series("__func", bytematch.func_array(arr, m)),
-        *(records.arrow_series(f"__{n}", _with_validity(
-            pa.from_numpy_dtype(v.dtype), v, ok)) for n, (v, ok) in cols.items()),
+        *(records.masked_series(f"__{n}", v, ok) for n, (v, ok) in cols.items()),
     ]
     return pl.struct(fields, eager=True).alias(text.name)
 
@@ -179,13 +179,6 @@ def _fit(v: np.ndarray, ok: np.ndarray, dtype: pl.DataType) -> tuple[np.ndarray,
 
 _NUMPY = {pl.UInt64(): np.uint64, pl.Int32(): np.int32, pl.Int64(): np.int64,
           pl.UInt32(): np.uint32}
-
-
-def _with_validity(typ: pa.DataType, values: np.ndarray, ok: np.ndarray) -> pa.Array:
-    return pa.Array.from_buffers(
-        typ, len(values), [pa.py_buffer(np.packbits(ok, bitorder="little")),
-                           pa.py_buffer(np.ascontiguousarray(values))],
-        null_count=int(len(ok) - np.count_nonzero(ok)))
 
 
 def _extracted() -> dict[int, tuple[str, ...]]:
