@@ -106,3 +106,34 @@ def test_raw_ring_images_give_the_same_episodes(seed, tmp_path):
     assert {c.layout for c in dec.cpus} == {"raw"} and not dec.damaged
     got = episodes(events(dec.records.lazy()), drop_windows(dec.records).lazy()).collect()
     assert_frame_equal(got, oracle(tr.events, tr.windows()))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_events_in_any_row_order_give_the_same_episodes(seed, tmp_path):
+    # Events normally arrive in merged time order and are only stably sorted
+    # by nodeid; shuffled rows must take the full (nodeid, time, cpu, seq) sort.
+    tr = random_trace(200 + seed, n=120, spread=300)
+    records = decode(tr.write(tmp_path / "dump")).records
+    ev = events(records.lazy()).collect()
+    windows = drop_windows(records).lazy()
+    shuffled = ev.sample(fraction=1.0, shuffle=True, seed=seed)
+    assert not shuffled.equals(ev)
+    want = oracle(tr.events, tr.windows())
+    assert_frame_equal(episodes(ev.lazy(), windows).collect(), want)
+    assert_frame_equal(episodes(shuffled.lazy(), windows).collect(), want)
+
+
+def test_an_error_without_a_readable_code_is_the_episodes_last_error(tmp_path):
+    # last_err is the err of the latest error event, null included: an earlier
+    # error's code must not show through a later one that printed none.
+    ev = pl.DataFrame(
+        {"time_us": [1, 2, 3, 4], "cpu": [0, 0, 0, 0], "seq": [0, 1, 2, 3],
+         "event": ["start", "write_error", "pages_error", "end"],
+         "nodeid": [7, 7, 7, 7], "fh": [None] * 4, "err": [None, -5, None, None]},
+        schema={k: schema.EVENTS[k] for k in ("time_us", "cpu", "seq", "event", "nodeid",
+                                               "fh", "err")})
+    windows = pl.DataFrame(schema={"cpu": pl.UInt16, "after_us": pl.UInt64,
+                                   "before_us": pl.UInt64, "at_least": pl.UInt64}).lazy()
+    got = episodes(ev.lazy(), windows).collect()
+    assert got.select("attempts", "write_errors", "pages_errors", "last_err").rows() == [
+        (1, 1, 1, None)]
