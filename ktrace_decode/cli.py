@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__
+from . import __version__, allocators
 from .errors import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE, KtraceError, Terminated
 
 DESCRIPTION = """\
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    allocators.apply()  # before anything imports Polars (see the module)
     restore = _catch_sigterm()
     try:
         parser = build_parser()
