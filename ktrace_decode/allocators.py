@@ -23,6 +23,8 @@ import ctypes
 import os
 import platform
 import sys
+from functools import cache
+from typing import Any
 
 #: Polars' jemalloc (built with the ``_rjem_`` prefix) reads its options from
 #: this variable once.  Polars' ``__init__`` writes its own defaults there
@@ -62,3 +64,22 @@ def apply() -> dict[str, str]:
                                                                   TRIM_THRESHOLD):
             done["mallopt"] = f"mmap_threshold={MMAP_THRESHOLD},trim_threshold={TRIM_THRESHOLD}"
     return done
+
+
+def give_back() -> None:
+    """Return glibc's free memory to the system now (``malloc_trim``): at a
+    phase change, when what the next phase needs is not what was freed.
+    Harmless anywhere; a no-op without glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _malloc_trim() -> Any:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None

@@ -503,6 +503,14 @@ class DumpStream:
             ps[:] = keep
         return out
 
+    def release_all(self) -> None:
+        """Give back every mapped page of the dump (once its records are all
+        consumed: a page read again later is only read from the file again)."""
+        for c, mm in enumerate(self._maps):
+            if mm is not None and len(mm) > self._released[c]:
+                mm.madvise(mmap.MADV_DONTNEED, self._released[c], len(mm) - self._released[c])
+                self._released[c] = len(mm)
+
     def _release(self, pending: list[list[Part]]) -> None:
         """Give back the mapped pages below every CPU's oldest pending record
         (as it was ``release_lag`` batches ago)."""

@@ -25,8 +25,9 @@ CPU wrote it.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -36,8 +37,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import polars as pl
 
+from .. import allocators, iolatency, schema
 from .. import decode as D
-from .. import iolatency, schema
 from ..decode_cli import prefetch
 from ..formats import layouts as L
 from ..safe_output import OutputDir, excel_safe_frame
@@ -64,6 +65,17 @@ EPISODE_ROWS = 1 << 19
 #: Records per batch: ``ktrace decode``'s, so that both print records in the
 #: same order (the merge's horizon depends on the batch size).
 EXPORT_BATCH = D.STREAM_BATCH
+#: Bytes of each trace file scanned at a time (tests make it small to get many batches).
+EXPORT_CHUNK = D.STREAM_CHUNK
+#: Batches whose tables are computed at once, on threads of their own.  One
+#: batch's tables leave both cores idle ~15 % of the time (the classification
+#: holds one thread while the rest of the plan is short); two overlap.
+TABLE_WORKERS = 2
+#: Batches that may still read the trace bytes when the decoder makes a new
+#: one: the prefetched one, TABLE_WORKERS + 1 in ``dump``'s queue (the
+#: oldest being stored) and the one being written.  Pages are given back
+#: only behind those; pages given back too early are read again, and stay.
+RELEASE_LAG = 4 + TABLE_WORKERS
 
 
 class TableWriter:
@@ -106,6 +118,15 @@ class TableWriter:
         little left to flush)."""
         self.f.flush()
         os.fsync(self.f.fileno())
+
+    def abandon(self) -> None:
+        """The export failed and its file will be discarded: let go of the
+        Parquet writer now (closed later by the garbage collector, it would
+        write to a closed file and print an ignored exception)."""
+        if self._parquet is not None:
+            with contextlib.suppress(Exception):
+                self._parquet.close()
+            self._parquet = None
 
     def close(self) -> None:
         if not self._started:
@@ -243,12 +264,17 @@ class StreamExport:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
+        closed = False
         try:
             self._drain()
             if exc_type is None:
                 for w in self.writers.values():
                     w.close()
+                closed = True
         finally:
+            if not closed:  # failed (here or in the export): the files are discarded
+                for w in self.writers.values():
+                    w.abandon()
             self._io.shutdown(wait=True, cancel_futures=True)
             self._stack.__exit__(exc_type, *rest)  # type: ignore[arg-type]
 
@@ -274,17 +300,25 @@ class StreamExport:
         document (the same as :func:`.analysis.analyze_decoded`'s)."""
         stream = D.DumpStream(open_dump(path), layout=args.layout, subbuf_size=args.subbuf_size,
                               n_subbufs=args.n_subbufs, columns=RECORD_COLUMNS,
-                              batch=EXPORT_BATCH, release_lag=3)
+                              batch=EXPORT_BATCH, chunk=EXPORT_CHUNK,
+                              release_lag=RELEASE_LAG)
         kept = _Kept()
         # The next batch is decoded (numpy and Polars: the GIL is released) on
         # another thread while this one classifies the current one.
         batches = prefetch(stream.with_cs(), 1)
+        work = ThreadPoolExecutor(TABLE_WORKERS, thread_name_prefix="ktrace-tables")
         try:
+            # Tables are computed TABLE_WORKERS batches ahead and stored in
+            # batch order (the files' rows, the kept frames).
+            ahead: deque[tuple[pl.DataFrame, Future[list[pl.DataFrame]]]] = deque()
             for batch, cs in batches:
-                self._batch(path, batch, cs, kept)
-                if progress:
-                    progress(stream.n_records)
+                ahead.append((batch, work.submit(self._tables, batch, cs)))
+                if len(ahead) > TABLE_WORKERS:
+                    self._store(path, *ahead.popleft(), kept, progress, stream)
+            while ahead:
+                self._store(path, *ahead.popleft(), kept, progress, stream)
         finally:
+            work.shutdown(wait=True, cancel_futures=True)
             # Closed here, not when the garbage collector gets to it: a Ctrl-C
             # arriving while it stops its thread then propagates like any other
             # instead of being printed as an ignored exception.
@@ -292,6 +326,10 @@ class StreamExport:
         decoded = stream.decoded()
         D.require_records(decoded)
         self._drain()  # the record-sized tables of this dump are out: its end tables follow
+        # Nothing reads the trace bytes any more: their pages make room for
+        # the end tables (the export's peak memory is there).
+        stream.release_all()
+        allocators.give_back()
         # Their bytes (nearly all of the export's) go to the disk on the writer
         # thread while this one computes the end tables: the files' final
         # fsync, before they are renamed into place, then finds little to do.
@@ -300,7 +338,9 @@ class StreamExport:
                 self._pending.append(self._io.submit(w.sync))
         return self._finish(path, decoded, kept)
 
-    def _batch(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame, kept: _Kept) -> None:
+    def _tables(self, batch: pl.DataFrame, cs: pl.DataFrame) -> list[pl.DataFrame]:
+        """One batch's tables: events, the kept events, iotimes, the cs
+        entries and (exporting) iotimes_cs."""
         recs, cs_lf = batch.lazy(), cs.lazy()
         ev_plan = events(recs)
         # Kept narrow for the end tables: event names as categories (1-4
@@ -312,7 +352,13 @@ class StreamExport:
         plans = [ev_plan, kept_plan, tables.iotimes(recs), iolatency.cs_entries(recs, cs_lf)]
         if self.out is not None:
             plans.append(tables.iotimes_cs(recs, cs_lf))
-        ev, kept_ev, iot, ent, *iot_cs = pl.collect_all(plans)
+        return pl.collect_all(plans)
+
+    def _store(self, path: str, batch: pl.DataFrame, done: Future[list[pl.DataFrame]],
+               kept: _Kept, progress: Callable[[int], None] | None,
+               stream: D.DumpStream) -> None:
+        """Write one batch's tables and keep what the end tables need."""
+        ev, kept_ev, iot, ent, *iot_cs = done.result()
         self._write(path, {"events": ev, "iotimes": iot, "iotimes_cs": iot_cs[0]}
                     if iot_cs else {})
         kept.n_iotimes += iot.height
@@ -323,6 +369,8 @@ class StreamExport:
         kept.entries.append(ent)
         kept.seq_edges.append(_seq_edges(batch))
         kept.offset_edges.append(_offset_edges(batch))
+        if progress:
+            progress(stream.n_records)
 
     def _finish(self, path: str, decoded: D.Decoded, kept: _Kept) -> DumpResult:
         ev, ent = _stack(kept.events), _stack(kept.entries)

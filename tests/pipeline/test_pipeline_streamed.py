@@ -5,7 +5,9 @@ whatever the batch size, plus the edge-row selection as a property."""
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +222,65 @@ def test_csv_from_small_batches_is_byte_identical(tmp_path, monkeypatch):
     _export(tmp_path, dump, fmt="csv")
     for stem, df in analyze_decoded(D.decode(dump)).frames().items():
         assert (tmp_path / f"{stem}.csv").read_bytes() == df.write_csv().encode(), stem
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_batch_tables_are_stored_in_batch_order_whichever_finishes_first(
+        workers, tmp_path, monkeypatch):
+    """The table workers finish out of order (here the earlier batches are made
+    slower): rows and kept frames still follow the batches."""
+    import time
+
+    monkeypatch.setattr(streamed, "EXPORT_BATCH", 40)
+    monkeypatch.setattr(streamed, "EXPORT_CHUNK", 2048)  # many small batches
+    monkeypatch.setattr(streamed, "TABLE_WORKERS", workers)
+    delays = itertools.cycle([0.03, 0.015, 0.0])
+    compute = streamed.StreamExport._tables
+    calls = itertools.count()
+
+    def slow(self, batch, cs):
+        next(calls)
+        time.sleep(next(delays))
+        return compute(self, batch, cs)
+
+    monkeypatch.setattr(streamed.StreamExport, "_tables", slow)
+    dump = str(SAMPLES / "storm")
+    results, rows = _export(tmp_path, dump)
+    assert next(calls) > 10
+    _check_equal(tmp_path, dump, rows, results[0].summary)
+
+
+def test_a_failing_batch_stops_the_export_and_its_workers(tmp_path, monkeypatch):
+    monkeypatch.setattr(streamed, "EXPORT_BATCH", 30)
+    monkeypatch.setattr(streamed, "EXPORT_CHUNK", 2048)
+    calls = itertools.count()
+    compute = streamed.StreamExport._tables
+
+    def failing(self, batch, cs):
+        if next(calls) == 3:
+            raise RuntimeError("batch 3")
+        return compute(self, batch, cs)
+
+    monkeypatch.setattr(streamed.StreamExport, "_tables", failing)
+    ignored: list = []  # e.g. a Parquet writer closing itself on a closed file
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    with pytest.raises(RuntimeError, match="batch 3"):
+        _export(tmp_path, str(SAMPLES / "storm"))
+    gc.collect()
+    assert ignored == []
+    assert list(tmp_path.iterdir()) == []  # no file published, no temporary left
+    # Workers were shut down: the batches queued behind the failure never ran.
+    assert next(calls) <= 4 + streamed.TABLE_WORKERS
+
+
+def test_release_all_gives_back_the_mapping_and_the_bytes_stay_readable():
+    dump = open_dump(str(SAMPLES / "storm"))
+    stream = D.DumpStream(dump, batch=500, release_lag=2)
+    batches = list(stream)
+    stream.release_all()
+    maps = [m for m in stream._maps if m is not None]
+    assert maps and all(stream._released[c] == len(m)
+                        for c, m in enumerate(stream._maps) if m is not None)
+    # Given-back pages of a file mapping are read from the file again.
+    whole = D.decode(str(SAMPLES / "storm")).records
+    assert pl.concat(batches)["text"].sort().equals(whole["text"].sort())
