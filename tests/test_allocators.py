@@ -70,3 +70,9 @@ def test_the_users_own_settings_win(env):
     done, conf = out.split("] ")
     assert done + "]" == str(sorted(set_))
     assert conf == (mine or allocators.JEMALLOC_CONF)
+
+
+def test_give_back_returns_free_memory_anywhere():
+    out = _run("import numpy as np\nfrom ktrace_decode import allocators as a\n"
+               "x = np.ones(1 << 26)\ndel x\na.give_back()\na.give_back()\nprint('ok')")
+    assert out == "ok"
