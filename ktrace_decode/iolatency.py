@@ -57,13 +57,20 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def record_key() -> pl.Expr:
+    """A record's (cpu, seq) as one UInt64: the key that ties a chunk-server
+    entry to its record.  Polars encodes a key of several columns into
+    byte rows before it joins or sorts on it; one integer column it does not."""
+    return pl.col("cpu").cast(pl.UInt64) * (1 << 32) + pl.col("seq").cast(pl.UInt64)
+
+
 def cs_entries(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     """The chunk-server entries with their record's ``io_type``: just what
     :func:`per_cs_of` needs (a streamed export keeps only these columns).
     The request *name* is a function of ``io_type`` (one name per type), so
     it is put on the per-server rows only."""
-    types = iotimes(records).select("cpu", "seq", "io_type")
-    return (cs.join(types, on=["cpu", "seq"], how="inner")
+    types = iotimes(records).select(record_key().alias("__rec"), "io_type")
+    return (cs.with_columns(record_key().alias("__rec")).join(types, on="__rec", how="inner")
             .select("csid", "io_type", "idx", "ts_net", "ts_io"))
 
 

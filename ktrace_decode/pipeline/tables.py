@@ -145,15 +145,16 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
 
 def iotimes_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     """One row per chunk-server entry (schema IOTIMES_CS), in merged order then idx."""
+    key = iolatency.record_key()
     recs = (records.filter(pl.col("type") == L.TYPE_IOTIMES)
-            .select("cpu", "seq", "time_us", (pl.col("io_ino") + 1).alias("nodeid")))
+            .select(key.alias("__rec"), "time_us", (pl.col("io_ino") + 1).alias("nodeid")))
     misc = pl.col("misc")
 
     def bit(mask: int) -> pl.Expr:
         return (misc & pl.lit(mask, pl.UInt64)) != 0
 
     return _select(
-        cs.join(recs, on=["cpu", "seq"], how="inner")
+        cs.with_columns(key.alias("__rec")).join(recs, on="__rec", how="inner")
         .with_columns(
             bit(L.CS_MISC_CACHED).alias("cached"),
             bit(L.CS_MISC_SEQUENTIAL).alias("sequential"),
@@ -162,7 +163,10 @@ def iotimes_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("ts_net").alias("ts_net_us"),
             pl.col("ts_io").alias("ts_io_us"),
         )
-        .sort("time_us", "cpu", "seq", "idx"),
+        # By (time_us, cpu, seq, idx) with two one-column sorts (see record_key):
+        # (cpu, seq, idx) as one integer (16 + 32 + 8 bits), then stably by time.
+        .sort(pl.col("__rec") * (1 << 8) + pl.col("idx").cast(pl.UInt64))
+        .sort("time_us", maintain_order=True),
         IOTIMES_CS,
     )
 
