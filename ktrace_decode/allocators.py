@@ -50,19 +50,16 @@ def apply() -> dict[str, str]:
     if "polars" not in sys.modules and JEMALLOC_ENV not in os.environ:
         os.environ[JEMALLOC_ENV] = JEMALLOC_CONF
         done[JEMALLOC_ENV] = JEMALLOC_CONF
-    if (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-            and not any(k.startswith("MALLOC_") for k in os.environ)
-            and "glibc.malloc" not in os.environ.get("GLIBC_TUNABLES", "")):
-        try:
-            mallopt = ctypes.CDLL(None).mallopt
-        except (OSError, AttributeError):  # a libc without mallopt: keep its defaults
-            return done
-        # Both are needed: setting either one turns off glibc's dynamic
-        # threshold, and a trim threshold alone leaves blocks above 128 KiB
-        # to mmap (four times the faults, measured).
-        if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD,
-                                                                  TRIM_THRESHOLD):
-            done["mallopt"] = f"mmap_threshold={MMAP_THRESHOLD},trim_threshold={TRIM_THRESHOLD}"
+    libc = _glibc()
+    users_own = (any(k.startswith("MALLOC_") for k in os.environ)
+                 or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""))
+    # Both are needed: setting either one turns off glibc's dynamic
+    # threshold, and a trim threshold alone leaves blocks above 128 KiB
+    # to mmap (four times the faults, measured).
+    if (libc is not None and not users_own
+            and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+        done["mallopt"] = f"mmap_threshold={MMAP_THRESHOLD},trim_threshold={TRIM_THRESHOLD}"
     return done
 
 
@@ -70,16 +67,17 @@ def give_back() -> None:
     """Return glibc's free memory to the system now (``malloc_trim``): at a
     phase change, when what the next phase needs is not what was freed.
     Harmless anywhere; a no-op without glibc."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 @cache
-def _malloc_trim() -> Any:
+def _glibc() -> Any:
+    """The process's C library if it is glibc (mallopt, malloc_trim), else None."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL(None)
+    except OSError:
         return None

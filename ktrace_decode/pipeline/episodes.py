@@ -24,8 +24,7 @@ so an episode opens where the nodeid changes or the previous row is an end,
 and its fields are read at its opening and closing rows (running counts,
 gathers) instead of through window functions and group-bys.  Pending/waiting
 events are placed with an as-of join on end_us by nodeid, and the overlap
-test is a binary search in the drop windows sorted by their end, with a
-suffix minimum of their starts.
+test is one more as-of join against a suffix minimum.
 """
 
 from __future__ import annotations

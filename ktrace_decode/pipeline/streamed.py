@@ -311,12 +311,18 @@ class StreamExport:
             # Tables are computed TABLE_WORKERS batches ahead and stored in
             # batch order (the files' rows, the kept frames).
             ahead: deque[tuple[pl.DataFrame, Future[list[pl.DataFrame]]]] = deque()
+
+            def store_oldest() -> None:
+                self._store(path, *ahead.popleft(), kept)
+                if progress:
+                    progress(stream.n_records)
+
             for batch, cs in batches:
                 ahead.append((batch, work.submit(self._tables, batch, cs)))
                 if len(ahead) > TABLE_WORKERS:
-                    self._store(path, *ahead.popleft(), kept, progress, stream)
+                    store_oldest()
             while ahead:
-                self._store(path, *ahead.popleft(), kept, progress, stream)
+                store_oldest()
         finally:
             work.shutdown(wait=True, cancel_futures=True)
             # Closed here, not when the garbage collector gets to it: a Ctrl-C
@@ -355,8 +361,7 @@ class StreamExport:
         return pl.collect_all(plans)
 
     def _store(self, path: str, batch: pl.DataFrame, done: Future[list[pl.DataFrame]],
-               kept: _Kept, progress: Callable[[int], None] | None,
-               stream: D.DumpStream) -> None:
+               kept: _Kept) -> None:
         """Write one batch's tables and keep what the end tables need."""
         ev, kept_ev, iot, ent, *iot_cs = done.result()
         self._write(path, {"events": ev, "iotimes": iot, "iotimes_cs": iot_cs[0]}
@@ -369,8 +374,6 @@ class StreamExport:
         kept.entries.append(ent)
         kept.seq_edges.append(_seq_edges(batch))
         kept.offset_edges.append(_offset_edges(batch))
-        if progress:
-            progress(stream.n_records)
 
     def _finish(self, path: str, decoded: D.Decoded, kept: _Kept) -> DumpResult:
         ev, ent = _stack(kept.events), _stack(kept.entries)
