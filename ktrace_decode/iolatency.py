@@ -58,10 +58,20 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def record_key() -> pl.Expr:
-    """A record's (cpu, seq) as one UInt64: the key that ties a chunk-server
-    entry to its record.  Polars encodes a key of several columns into
-    byte rows before it joins or sorts on it; one integer column it does not."""
+    """A record's (cpu, seq) as one UInt64 (cpu * 2**32 + seq): the key that
+    ties a chunk-server entry to its record.  Polars encodes a key of several
+    columns into byte rows before it joins or sorts on it; one integer column
+    it does not."""
     return pl.col("cpu").cast(pl.UInt64) * (1 << 32) + pl.col("seq").cast(pl.UInt64)
+
+
+def cs_with_record(records: pl.LazyFrame, cs: pl.LazyFrame,
+                   *columns: str | pl.Expr) -> pl.LazyFrame:
+    """The chunk-server entries with ``columns`` of their iotimes record, and
+    the record's key (:func:`record_key`) as ``__rec``."""
+    key = record_key()
+    recs = iotimes(records).select(key.alias("__rec"), *columns)
+    return cs.with_columns(key.alias("__rec")).join(recs, on="__rec", how="inner")
 
 
 def cs_entries(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
@@ -69,9 +79,8 @@ def cs_entries(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     :func:`per_cs_of` needs (a streamed export keeps only these columns).
     The request *name* is a function of ``io_type`` (one name per type), so
     it is put on the per-server rows only."""
-    types = iotimes(records).select(record_key().alias("__rec"), "io_type")
-    return (cs.with_columns(record_key().alias("__rec")).join(types, on="__rec", how="inner")
-            .select("csid", "io_type", "idx", "ts_net", "ts_io"))
+    return cs_with_record(records, cs, "io_type").select(
+        "csid", "io_type", "idx", "ts_net", "ts_io")
 
 
 def per_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:

@@ -304,7 +304,7 @@ class StreamExport:
                               release_lag=RELEASE_LAG)
         kept = _Kept()
         # The next batch is decoded (numpy and Polars: the GIL is released) on
-        # another thread while this one classifies the current one.
+        # another thread while the table workers classify the ones before it.
         batches = prefetch(stream.with_cs(), 1)
         work = ThreadPoolExecutor(TABLE_WORKERS, thread_name_prefix="ktrace-tables")
         try:

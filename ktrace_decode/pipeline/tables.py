@@ -145,16 +145,14 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
 
 def iotimes_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     """One row per chunk-server entry (schema IOTIMES_CS), in merged order then idx."""
-    key = iolatency.record_key()
-    recs = (records.filter(pl.col("type") == L.TYPE_IOTIMES)
-            .select(key.alias("__rec"), "time_us", (pl.col("io_ino") + 1).alias("nodeid")))
     misc = pl.col("misc")
 
     def bit(mask: int) -> pl.Expr:
         return (misc & pl.lit(mask, pl.UInt64)) != 0
 
     return _select(
-        cs.with_columns(key.alias("__rec")).join(recs, on="__rec", how="inner")
+        iolatency.cs_with_record(records, cs, "time_us",
+                                 (pl.col("io_ino") + 1).alias("nodeid"))
         .with_columns(
             bit(L.CS_MISC_CACHED).alias("cached"),
             bit(L.CS_MISC_SEQUENTIAL).alias("sequential"),
