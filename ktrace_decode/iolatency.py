@@ -68,10 +68,11 @@ def record_key() -> pl.Expr:
 def cs_with_record(records: pl.LazyFrame, cs: pl.LazyFrame,
                    *columns: str | pl.Expr) -> pl.LazyFrame:
     """The chunk-server entries with ``columns`` of their iotimes record, and
-    the record's key (:func:`record_key`) as ``__rec``."""
+    the record's key (:func:`record_key`) as ``__rec``, in the entries' order."""
     key = record_key()
     recs = iotimes(records).select(key.alias("__rec"), *columns)
-    return cs.with_columns(key.alias("__rec")).join(recs, on="__rec", how="inner")
+    return cs.with_columns(key.alias("__rec")).join(recs, on="__rec", how="inner",
+                                                    maintain_order="left")
 
 
 def cs_entries(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:

@@ -560,7 +560,7 @@ def _payloads(pla: _Placement) -> pl.Series:
 
 def cs_frame(parts: Part | Sequence[Part]) -> pl.DataFrame:
     """The chunk-server entries (schema.CS) of the iotimes records of ``parts``
-    (in their order: cpu, seq)."""
+    in their order, which is (cpu, seq) (then idx) for every caller."""
     parts = [parts] if isinstance(parts, Part) else list(parts)
     ent, cpu, seq, idx = [], [], [], []
     for part in parts:

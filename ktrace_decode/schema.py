@@ -39,7 +39,8 @@ RECORDS: dict[str, pl.DataType] = {
     "payload": pl.Binary(),  # raw payload of unknown-type records only
 }
 
-#: One row per fuse_tr_iotimes_cs entry; (cpu, seq) joins to RECORDS.
+#: One row per fuse_tr_iotimes_cs entry; (cpu, seq) joins to RECORDS.  Always
+#: in (cpu, seq, idx) order: tables.iotimes_cs relies on it.
 CS: dict[str, pl.DataType] = {
     "cpu": pl.UInt16(),
     "seq": pl.UInt32(),

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pl_builders import Trace, random_trace
+from pl_builders import Trace, iotimes, random_trace
 from polars.testing import assert_frame_equal
 
 from ktrace_decode import decode as D
@@ -284,3 +284,46 @@ def test_release_all_gives_back_the_mapping_and_the_bytes_stay_readable():
     # Given-back pages of a file mapping are read from the file again.
     whole = D.decode(str(SAMPLES / "storm")).records
     assert pl.concat(batches)["text"].sort().equals(whole["text"].sort())
+
+
+def _iotimes_with_ties(tmp_path: Path, late: bool) -> str:
+    """iotimes records on three CPUs that share their times (and, if
+    ``late``, a CPU whose clock goes back by more than the merge slack)."""
+    tr = Trace()
+    for i in range(30):
+        for cpu in (2, 0, 1):
+            t = 1_000_000 + 5000 * (i // 3)  # 50 ms: beyond the merge slack
+            tr.add(cpu, t, iotimes(t, ino=10 * cpu + i, n_cs=1 + (i + cpu) % 3))
+    if late:
+        t = 1_045_000 - 2 * D.MERGE_SLACK_US
+        tr.add(1, t, iotimes(t, ino=99, n_cs=3))
+    return str(tr.write(tmp_path / "dump"))
+
+
+def _is_sorted(df: pl.DataFrame, *by: str) -> bool:
+    return df.select(*by).equals(df.select(*by).sort(*by, maintain_order=True))
+
+
+@pytest.mark.parametrize("batch", [1 << 17, 7])
+def test_cs_entries_come_in_cpu_seq_idx_order(tmp_path, batch):
+    """tables.iotimes_cs joins the entries to their records keeping the
+    entries' order and then sorts by time only: it needs the entries of
+    decode() and of every streamed batch in (cpu, seq, idx) order."""
+    dump = _iotimes_with_ties(tmp_path, late=True)
+    whole = D.decode(dump).cs
+    assert whole.height > 60 and _is_sorted(whole, "cpu", "seq", "idx")
+    stream = D.DumpStream(open_dump(dump), batch=batch, chunk=1024 if batch == 7 else 1 << 20)
+    got = [cs for _, cs in stream.with_cs()]
+    assert len(got) > (3 if batch == 7 else 0)
+    assert all(_is_sorted(cs, "cpu", "seq", "idx") for cs in got)
+
+
+def test_iotimes_cs_rows_by_time_cpu_seq_idx(tmp_path, monkeypatch):
+    dump = _iotimes_with_ties(tmp_path, late=False)
+    whole = analyze_decoded(D.decode(dump)).iotimes_cs
+    keys = whole.select("time_us", "cpu", "seq", "idx")
+    assert keys.equals(keys.sort(pl.all())) and keys.n_unique() == whole.height
+    monkeypatch.setattr(streamed, "EXPORT_BATCH", 7)
+    monkeypatch.setattr(streamed, "EXPORT_CHUNK", 1024)
+    _export(tmp_path / "out", dump)
+    assert_frame_equal(pl.read_parquet(tmp_path / "out" / "iotimes_cs.parquet"), whole)
