@@ -358,7 +358,9 @@ class StreamExport:
         plans = [ev_plan, kept_plan, tables.iotimes(recs), iolatency.cs_entries(recs, cs_lf)]
         if self.out is not None:
             plans.append(tables.iotimes_cs(recs, cs_lf))
-        return pl.collect_all(plans)
+        # The in-memory engine: on these small frames "auto" picks plans that
+        # cost ~10 % more CPU (measured per batch, 64 against 57 ms).
+        return pl.collect_all(plans, engine="in-memory")
 
     def _store(self, path: str, batch: pl.DataFrame, done: Future[list[pl.DataFrame]],
                kept: _Kept) -> None:
