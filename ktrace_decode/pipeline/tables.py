@@ -144,7 +144,7 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def iotimes_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per chunk-server entry (schema IOTIMES_CS), in merged order then idx."""
+    """One row per chunk-server entry (schema IOTIMES_CS), by (time_us, cpu, seq, idx)."""
     misc = pl.col("misc")
 
     def bit(mask: int) -> pl.Expr:
