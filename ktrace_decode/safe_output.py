@@ -44,6 +44,7 @@ from typing import BinaryIO
 
 import polars as pl
 
+from . import direct_io
 from .errors import OutputError
 
 #: A CSV cell starting with one of these is a formula to Excel / LibreOffice /
@@ -205,8 +206,11 @@ class OutputDir:
 
     # --- writing ------------------------------------------------------------
     @contextlib.contextmanager
-    def open(self, name: str) -> Iterator[BinaryIO]:
-        """A binary file that becomes ``name`` when the block ends without error."""
+    def open(self, name: str, direct: bool = False) -> Iterator[BinaryIO]:
+        """A binary file that becomes ``name`` when the block ends without error.
+
+        ``direct``: write it around the page cache where the file system can
+        (:mod:`.direct_io`; big files, written once)."""
         _check_name(name, self.path)
         target = self.path / name
         if not self.force and self._lstat(name) is not None:
@@ -217,9 +221,13 @@ class OutputDir:
         except OSError as e:
             raise OutputError(f"cannot write: {e.strerror or e}", target) from None
         try:
-            with os.fdopen(fd, "wb") as f:
-                yield f
-                f.flush()
+            direct = direct_io.direct_file(fd) if direct else None
+            with direct or os.fdopen(fd, "wb") as f:
+                yield f  # type: ignore[misc]
+                if direct is not None:
+                    direct.finish()
+                else:
+                    f.flush()
                 os.fsync(f.fileno())
             self._publish(tmp, name, target)
         except BaseException:

@@ -259,7 +259,10 @@ class StreamExport:
             return self
         for stem, cols in self.stems.items():
             cols = {"source": pl.String(), **cols} if self.multi else cols
-            f = self._stack.enter_context(self.out.open(f"{stem}.{self.fmt}"))
+            # CSV around the page cache (see direct_io); Parquet's writer
+            # wants a file it can seek in.
+            f = self._stack.enter_context(self.out.open(f"{stem}.{self.fmt}",
+                                                        direct=self.fmt == "csv"))
             self.writers[stem] = TableWriter(f, self.fmt, cols, self.excel_safe)
         return self
 
