@@ -43,7 +43,7 @@ from ..decode_cli import prefetch
 from ..formats import layouts as L
 from ..safe_output import OutputDir, excel_safe_frame
 from ..sources import open_dump
-from . import storage, tables
+from . import csv_encode, storage, tables
 from .episodes import ATTACHED_EVENTS, STATE_EVENTS, episodes
 from .events import events, record_type_counts
 from .summary import Selection, summarize
@@ -78,12 +78,34 @@ TABLE_WORKERS = 2
 RELEASE_LAG = 4 + TABLE_WORKERS
 
 
+@dataclass(frozen=True)
+class CsvBytes:
+    """One batch of a table already written as CSV (:mod:`.csv_encode`), no header."""
+
+    data: np.ndarray  # uint8
+    columns: tuple[str, ...]
+    rows: int
+
+
+def _encoded(df: pl.DataFrame, source: str | None) -> pl.DataFrame | CsvBytes:
+    """``df`` as CsvBytes (with the ``source`` column first, if given), or
+    ``df`` itself where the encoder is not worth it or cannot write it
+    (Polars will)."""
+    if not csv_encode.worth_it(df.height):
+        return df
+    data = csv_encode.encode(df, prefix=("source", source) if source is not None else None)
+    if data is None:
+        return df
+    names = ("source", *df.columns) if source is not None else tuple(df.columns)
+    return CsvBytes(data, names, df.height)
+
+
 class TableWriter:
     """Appends batches of one table to an open file (CSV or Parquet).
 
     CSV: the bytes of one ``write_csv`` of all the batches stacked (the header
-    goes out once, also for a table with no rows).  Parquet: the same rows,
-    one row group per batch.
+    goes out once, also for a table with no rows), whether a batch comes as
+    a frame or as CsvBytes.  Parquet: the same rows, one row group per batch.
     """
 
     def __init__(self, f: BinaryIO, fmt: str, columns: dict[str, pl.DataType],
@@ -96,7 +118,15 @@ class TableWriter:
         self._started = False
         self._parquet: pq.ParquetWriter | None = None
 
-    def write(self, df: pl.DataFrame) -> None:
+    def write(self, df: pl.DataFrame | CsvBytes) -> None:
+        if isinstance(df, CsvBytes):
+            if df.rows:
+                if not self._started:
+                    self.f.write(csv_encode.header(df.columns))
+                self.f.write(memoryview(df.data))
+                self._started = True
+                self.rows += df.rows
+            return
         if df.is_empty():
             return
         if self.fmt == "csv":
@@ -247,6 +277,9 @@ class StreamExport:
         self.sel = sel or Selection()
         self.multi = len(sources) > 1
         self.excel_safe = excel_safe
+        # The record-sized tables are made CSV by the table workers, in
+        # parallel, instead of by Polars' writer (see csv_encode).
+        self.encode = out is not None and fmt == "csv" and not excel_safe
         # One worker writes (Polars releases the GIL) while the next batch is
         # decoded and classified; writes stay in submission order.
         self._io = ThreadPoolExecutor(1, thread_name_prefix="ktrace-write")
@@ -286,14 +319,14 @@ class StreamExport:
         for fut in pending:
             fut.result()
 
-    def _write(self, source: str, frames: dict[str, pl.DataFrame]) -> None:
+    def _write(self, source: str, frames: dict[str, pl.DataFrame | CsvBytes]) -> None:
         """Queue the frames for writing once the previous batch's writes are done
         (so at most one batch waits in memory)."""
         self._drain()
         if self.out is None:
             return
         for stem, df in frames.items():
-            if self.multi:
+            if self.multi and isinstance(df, pl.DataFrame):
                 df = df.select(pl.lit(source, pl.String).alias("source"), pl.all())
             self._pending.append(self._io.submit(self.writers[stem].write, df))
 
@@ -313,7 +346,7 @@ class StreamExport:
         try:
             # Tables are computed TABLE_WORKERS batches ahead and stored in
             # batch order (the files' rows, the kept frames).
-            ahead: deque[tuple[pl.DataFrame, Future[list[pl.DataFrame]]]] = deque()
+            ahead: deque[tuple[pl.DataFrame, Future[Any]]] = deque()
 
             def store_oldest() -> None:
                 self._store(path, *ahead.popleft(), kept)
@@ -321,7 +354,7 @@ class StreamExport:
                     progress(stream.n_records)
 
             for batch, cs in batches:
-                ahead.append((batch, work.submit(self._tables, batch, cs)))
+                ahead.append((batch, work.submit(self._tables, path, batch, cs)))
                 if len(ahead) > TABLE_WORKERS:
                     store_oldest()
             while ahead:
@@ -347,9 +380,12 @@ class StreamExport:
                 self._pending.append(self._io.submit(w.sync))
         return self._finish(path, decoded, kept)
 
-    def _tables(self, batch: pl.DataFrame, cs: pl.DataFrame) -> list[pl.DataFrame]:
-        """One batch's tables: events, the kept events, iotimes, the cs
-        entries and (exporting) iotimes_cs."""
+    def _tables(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame
+                ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
+                           dict[str, pl.DataFrame | CsvBytes]]:
+        """One batch's kept events, iotimes and cs entries, and (exporting)
+        its record-sized tables for the files: events, iotimes, iotimes_cs,
+        as CsvBytes where the encoder writes them."""
         recs, cs_lf = batch.lazy(), cs.lazy()
         ev_plan = events(recs)
         # Kept narrow for the end tables: event names as categories (1-4
@@ -363,14 +399,23 @@ class StreamExport:
             plans.append(tables.iotimes_cs(recs, cs_lf))
         # The in-memory engine: on these small frames "auto" picks plans that
         # cost ~10 % more CPU (measured per batch, 64 against 57 ms).
-        return pl.collect_all(plans, engine="in-memory")
+        ev, kept_ev, iot, ent, *iot_cs = pl.collect_all(plans, engine="in-memory")
+        if self.out is None:
+            return kept_ev, iot, ent, {}
+        files: dict[str, pl.DataFrame | CsvBytes] = {
+            "events": ev, "iotimes": iot, "iotimes_cs": iot_cs[0]}
+        if self.encode:
+            source = path if self.multi else None
+            files = {stem: _encoded(df, source) for stem, df in files.items()}
+        return kept_ev, iot, ent, files
 
-    def _store(self, path: str, batch: pl.DataFrame, done: Future[list[pl.DataFrame]],
+    def _store(self, path: str, batch: pl.DataFrame,
+               done: Future[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
+                                  dict[str, pl.DataFrame | CsvBytes]]],
                kept: _Kept) -> None:
         """Write one batch's tables and keep what the end tables need."""
-        ev, kept_ev, iot, ent, *iot_cs = done.result()
-        self._write(path, {"events": ev, "iotimes": iot, "iotimes_cs": iot_cs[0]}
-                    if iot_cs else {})
+        kept_ev, iot, ent, files = done.result()
+        self._write(path, files)
         kept.n_iotimes += iot.height
         kept.io_counts.update(storage.io_counts(iot))
         kept.slowest.append(storage.slowest_io(iot, self.sel.top))

@@ -21,7 +21,7 @@ from polars.testing import assert_frame_equal
 from ktrace_decode import decode as D
 from ktrace_decode.cli import main
 from ktrace_decode.formats import layouts as L
-from ktrace_decode.pipeline import streamed, tables
+from ktrace_decode.pipeline import csv_encode, streamed, tables
 from ktrace_decode.pipeline.analysis import analyze_decoded
 from ktrace_decode.pipeline.export import SCHEMAS
 from ktrace_decode.pipeline.summary import Selection
@@ -215,13 +215,34 @@ def test_the_kept_events_are_the_patch_events():
     assert sorted(streamed.KEPT_EVENTS) == sorted(M.PATCH_EVENTS)
 
 
-def test_csv_from_small_batches_is_byte_identical(tmp_path, monkeypatch):
-    """Appending batches writes the very bytes of one write_csv of the whole table."""
+@pytest.mark.parametrize("encoder", [False, True])
+def test_csv_from_small_batches_is_byte_identical(encoder, tmp_path, monkeypatch):
+    """Appending batches writes the very bytes of one write_csv of the whole
+    table, whether Polars or the compiled loop (csv_encode) writes them."""
+    if encoder and not csv_encode.worth_it(10**9):
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(csv_encode, "worth_it", lambda rows: encoder)
     monkeypatch.setattr(streamed, "EXPORT_BATCH", 7)
     dump = str(SAMPLES / "overflow")
     _export(tmp_path, dump, fmt="csv")
     for stem, df in analyze_decoded(D.decode(dump)).frames().items():
         assert (tmp_path / f"{stem}.csv").read_bytes() == df.write_csv().encode(), stem
+
+
+@pytest.mark.parametrize("encoder", [False, True])
+def test_csv_of_several_dumps_is_byte_identical(encoder, tmp_path, monkeypatch):
+    """Each dump's rows, with its source column first, as write_csv writes them."""
+    if encoder and not csv_encode.worth_it(10**9):
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(csv_encode, "worth_it", lambda rows: encoder)
+    monkeypatch.setattr(streamed, "EXPORT_BATCH", 61)
+    dumps = [str(SAMPLES / "quiet"), str(SAMPLES / "storm")]
+    _export(tmp_path, *dumps, fmt="csv")
+    wholes = [analyze_decoded(D.decode(d)).frames() for d in dumps]
+    for stem in wholes[0]:
+        want = pl.concat([w[stem].select(pl.lit(d, pl.String).alias("source"), pl.all())
+                          for d, w in zip(dumps, wholes, strict=True)])
+        assert (tmp_path / f"{stem}.csv").read_bytes() == want.write_csv().encode(), stem
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -238,10 +259,10 @@ def test_batch_tables_are_stored_in_batch_order_whichever_finishes_first(
     compute = streamed.StreamExport._tables
     calls = itertools.count()
 
-    def slow(self, batch, cs):
+    def slow(self, path, batch, cs):
         next(calls)
         time.sleep(next(delays))
-        return compute(self, batch, cs)
+        return compute(self, path, batch, cs)
 
     monkeypatch.setattr(streamed.StreamExport, "_tables", slow)
     dump = str(SAMPLES / "storm")
@@ -250,22 +271,23 @@ def test_batch_tables_are_stored_in_batch_order_whichever_finishes_first(
     _check_equal(tmp_path, dump, rows, results[0].summary)
 
 
-def test_a_failing_batch_stops_the_export_and_its_workers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_failing_batch_stops_the_export_and_its_workers(fmt, tmp_path, monkeypatch):
     monkeypatch.setattr(streamed, "EXPORT_BATCH", 30)
     monkeypatch.setattr(streamed, "EXPORT_CHUNK", 2048)
     calls = itertools.count()
     compute = streamed.StreamExport._tables
 
-    def failing(self, batch, cs):
+    def failing(self, path, batch, cs):
         if next(calls) == 3:
             raise RuntimeError("batch 3")
-        return compute(self, batch, cs)
+        return compute(self, path, batch, cs)
 
     monkeypatch.setattr(streamed.StreamExport, "_tables", failing)
     ignored: list = []  # e.g. a Parquet writer closing itself on a closed file
     monkeypatch.setattr(sys, "unraisablehook", ignored.append)
     with pytest.raises(RuntimeError, match="batch 3"):
-        _export(tmp_path, str(SAMPLES / "storm"))
+        _export(tmp_path, str(SAMPLES / "storm"), fmt=fmt)
     gc.collect()
     assert ignored == []
     assert list(tmp_path.iterdir()) == []  # no file published, no temporary left
