@@ -24,8 +24,10 @@ through the page cache as before.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import mmap
 import os
 from typing import Any
 
@@ -38,27 +40,25 @@ BLOCK = 4096
 STAGING = 8 << 20
 
 
-def _aligned(size: int) -> np.ndarray:
-    raw = np.empty(size + BLOCK, np.uint8)
-    skip = -raw.ctypes.data % BLOCK
-    return raw[skip:skip + size]
-
-
 class DirectFile:
     """A write-only binary file on a descriptor opened for ``O_DIRECT``.
 
     ``write`` copies into the staging buffer (a memcpy in this process:
     cheaper than the kernel's copy into new cache pages), full buffers go to
     the disk, and ``finish`` writes the rest.  Only ``write``, ``flush``,
-    ``fileno`` and ``finish``/``close`` are offered: the writers used here
-    (Polars' ``write_csv``, :class:`.pipeline.streamed.TableWriter`) need no more.
+    ``release``, ``fileno`` and ``finish``/``close`` are offered: the writers
+    used here (Polars' ``write_csv``, :class:`.pipeline.streamed.TableWriter`)
+    need no more.
     """
 
     def __init__(self, fd: int, staging: int = STAGING) -> None:
         if staging <= 0 or staging % BLOCK:
             raise ValueError(f"staging must be a positive multiple of {BLOCK}")
         self.fd = fd
-        self._buf = _aligned(staging)
+        self._size = staging
+        self._map: mmap.mmap | None = None
+        self._buf = np.empty(0, np.uint8)
+        self._parked = b""  # the partial block kept while the buffer is released
         self._used = 0
         self._direct = True
         self.closed = False
@@ -69,7 +69,29 @@ class DirectFile:
     def writable(self) -> bool:
         return True
 
+    def _staging(self) -> None:
+        """Map the staging buffer (anonymous pages: page-aligned, and given
+        back to the system the moment ``release`` unmaps them, whatever the
+        allocator keeps)."""
+        if self._map is None:
+            self._map = mmap.mmap(-1, self._size)
+            self._buf = np.frombuffer(self._map, np.uint8)
+            self._buf[:len(self._parked)] = np.frombuffer(self._parked, np.uint8)
+            self._parked = b""
+
+    def release(self) -> None:
+        """Write the whole blocks and unmap the staging buffer until the next
+        write (an export's big tables are done before its end tables, where
+        its memory peaks)."""
+        self._drain()
+        if self._map is not None:
+            self._parked = bytes(self._buf[:self._used])
+            self._buf = np.empty(0, np.uint8)
+            self._map.close()
+            self._map = None
+
     def write(self, data: Any) -> int:
+        self._staging()
         view = memoryview(data).cast("B")
         n = len(view)
         src = np.frombuffer(view, np.uint8) if n else None
@@ -104,6 +126,7 @@ class DirectFile:
         whole = self._used - self._used % BLOCK
         if not whole:
             return
+        self._staging()
         self._write_all(memoryview(self._buf[:whole]))
         rest = self._used - whole
         self._buf[:rest] = self._buf[whole:self._used].copy()
@@ -123,6 +146,7 @@ class DirectFile:
         """Write everything, the last partial block through the page cache."""
         self._drain()
         if self._used:
+            self._staging()
             self._buffered()
             self._write_all(memoryview(self._buf[:self._used]))
             self._used = 0
@@ -133,7 +157,17 @@ class DirectFile:
             try:
                 self.finish()
             finally:
+                self._unmap()
                 os.close(self.fd)
+
+    def _unmap(self) -> None:
+        self._buf = np.empty(0, np.uint8)
+        if self._map is not None:
+            # After a failed write its traceback may still hold a view of the
+            # buffer: then it is unmapped when that goes, not now.
+            with contextlib.suppress(BufferError):
+                self._map.close()
+            self._map = None
 
     def __enter__(self) -> DirectFile:
         return self
@@ -143,6 +177,7 @@ class DirectFile:
             self.close()
         elif not self.closed:  # failed: the file is discarded, its tail not worth writing
             self.closed = True
+            self._unmap()
             os.close(self.fd)
 
 

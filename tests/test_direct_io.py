@@ -36,16 +36,19 @@ def _direct_or_skip(path: Path) -> DirectFile:
 @settings(max_examples=60, deadline=None)
 @given(chunks=st.lists(st.binary(max_size=3 * BLOCK + 5), max_size=12),
        blocks=st.integers(1, 3),
-       flushes=st.lists(st.booleans(), max_size=12))
+       after=st.lists(st.sampled_from(["", "flush", "release"]), max_size=12))
 def test_bytes_written_are_the_bytes_given(tmp_path_factory: pytest.TempPathFactory,
                                            chunks: list[bytes], blocks: int,
-                                           flushes: list[bool]) -> None:
+                                           after: list[str]) -> None:
     path = tmp_path_factory.mktemp("direct") / "out"
     with _open(path, blocks * BLOCK) as f:
         for i, chunk in enumerate(chunks):
             assert f.write(chunk) == len(chunk)
-            if i < len(flushes) and flushes[i]:
+            if i < len(after) and after[i] == "flush":
                 f.flush()
+            elif i < len(after) and after[i] == "release":
+                f.release()
+                assert f._map is None and f._used < BLOCK  # unmapped, a partial block kept
     assert path.read_bytes() == b"".join(chunks)
 
 
