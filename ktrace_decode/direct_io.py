@@ -17,9 +17,9 @@ for the descriptor (``fcntl``).  The export fsyncs its files before
 publishing them anyway, so the data reaches the disk no later than before,
 and the files are simply not in the page cache afterwards.
 
-Where the file system refuses ``O_DIRECT`` (tmpfs, some network and FUSE
-file systems) :func:`direct_file` answers None and the caller writes
-through the page cache as before.
+Where the file system refuses ``O_DIRECT`` (tmpfs before Linux 6.6, some
+network and FUSE file systems) :func:`direct_file` answers None and the
+caller writes through the page cache as before.
 """
 
 from __future__ import annotations

@@ -134,6 +134,23 @@ def test_it_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         os.close(fd)
 
 
+def test_a_file_system_refusing_the_flag_gets_the_page_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fcntl.fcntl
+
+    def refuse_direct(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, cmd, arg)
+
+    monkeypatch.setattr(direct_io.fcntl, "fcntl", refuse_direct)
+    payload = b"a,b\n" * 3000
+    with OutputDir(tmp_path / "out") as out, out.open("t.csv", direct=True) as f:
+        assert not isinstance(f, DirectFile)
+        f.write(payload)
+    assert (tmp_path / "out" / "t.csv").read_bytes() == payload
+
+
 def test_output_dir_publishes_a_direct_file_whole(tmp_path: Path) -> None:
     payload = b"a,b\n" + b"1,2\n" * 5000
     with OutputDir(tmp_path / "out") as out, out.open("t.csv", direct=True) as f:
