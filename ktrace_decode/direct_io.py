@@ -86,9 +86,7 @@ class DirectFile:
         self._drain()
         if self._map is not None:
             self._parked = bytes(self._buf[:self._used])
-            self._buf = np.empty(0, np.uint8)
-            self._map.close()
-            self._map = None
+            self._unmap()
 
     def write(self, data: Any) -> int:
         self._staging()

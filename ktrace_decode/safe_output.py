@@ -221,11 +221,11 @@ class OutputDir:
         except OSError as e:
             raise OutputError(f"cannot write: {e.strerror or e}", target) from None
         try:
-            direct = direct_io.direct_file(fd) if direct else None
-            with direct or os.fdopen(fd, "wb") as f:
+            dfile = direct_io.direct_file(fd) if direct else None
+            with dfile or os.fdopen(fd, "wb") as f:
                 yield f  # type: ignore[misc]
-                if direct is not None:
-                    direct.finish()
+                if dfile is not None:
+                    dfile.finish()
                 else:
                     f.flush()
                 os.fsync(f.fileno())
