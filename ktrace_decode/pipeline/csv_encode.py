@@ -60,8 +60,7 @@ def worth_it(rows: int) -> bool:
     """Write ``rows`` with the loop?  Like :func:`.bytematch.worth_it`: once
     numba is loaded (a big export's classification loads it), always; before,
     only for a frame big enough to pay for loading it (~0.4 s)."""
-    if (rows < bytematch.MIN_ROWS and "numba" not in sys.modules
-            and f"{__package__}._csv_encode_jit" not in sys.modules):
+    if rows < bytematch.MIN_ROWS and "numba" not in sys.modules:
         return False
     return _jit() is not None
 
