@@ -151,12 +151,16 @@ class DirectFile:
 
     def close(self) -> None:
         if not self.closed:
-            self.closed = True
             try:
                 self.finish()
             finally:
-                self._unmap()
-                os.close(self.fd)
+                self._shut()
+
+    def _shut(self) -> None:
+        """Unmap the staging buffer and close the descriptor, writing nothing."""
+        self.closed = True
+        self._unmap()
+        os.close(self.fd)
 
     def _unmap(self) -> None:
         self._buf = np.empty(0, np.uint8)
@@ -174,9 +178,7 @@ class DirectFile:
         if exc_type is None:
             self.close()
         elif not self.closed:  # failed: the file is discarded, its tail not worth writing
-            self.closed = True
-            self._unmap()
-            os.close(self.fd)
+            self._shut()
 
 
 def direct_file(fd: int, staging: int = STAGING) -> DirectFile | None:

@@ -65,17 +65,23 @@ def worth_it(rows: int) -> bool:
     return _jit() is not None
 
 
+#: ``encode_rows``'s constant for a frame without one (numba wants an array).
+_NO_CONST = np.zeros(1, np.uint8)
+
+
 def _writable(t: pa.DataType) -> bool:
     return (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_string_view(t)
             or pa.types.is_null(t))
 
 
-def _describe(jit: Any, batch: pa.RecordBatch, const: bool
+def _describe(jit: Any, batch: pa.RecordBatch, lit: np.ndarray | None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[np.ndarray]]:
-    """The loop's descriptor table of one record batch, its strings' data
-    buffers (addresses, sizes), a bound on its bytes, and arrays the
-    descriptors point into (to be kept alive while the loop runs)."""
+    """The loop's descriptor table of one record batch (with a constant
+    first column holding ``lit``, if given), its strings' data buffers
+    (addresses, sizes), a bound on its bytes, and arrays the descriptors
+    point into (to be kept alive while the loop runs)."""
     n = batch.num_rows
+    const = lit is not None
     cols = np.zeros((batch.num_columns + const, 7), np.int64)
     if const:
         cols[0, jit.KIND] = jit.CONST
@@ -84,9 +90,10 @@ def _describe(jit: Any, batch: pa.RecordBatch, const: bool
     addrs = np.zeros((max(len(strings), 1), nbufs), np.int64)
     sizes = np.zeros_like(addrs)
     keep: list[np.ndarray] = []
-    # Separators and line ends, then every field at its widest (a string
-    # quoted, each of its bytes a quote; an integer 20 digits and a sign).
-    size = n * cols.shape[0]
+    # Separators, line ends and the constant column, then every field at its
+    # widest (a string quoted, each of its bytes a quote; an integer 20
+    # digits and a sign).
+    size = n * (cols.shape[0] + (len(lit) if lit is not None else 0))
     slot = 0
     for row, arr in zip(cols[const:], batch.columns, strict=True):
         t, bufs = arr.type, arr.buffers()
@@ -131,17 +138,16 @@ def encode(df: pl.DataFrame, with_header: bool = False,
         return None
     head = np.frombuffer(header(([prefix[0]] if prefix else []) + df.columns)
                          if with_header else b"", np.uint8)
-    lit = np.frombuffer(field(prefix[1]) if prefix else b"-", np.uint8)
+    lit = np.frombuffer(field(prefix[1]), np.uint8) if prefix else None
     batches = table.to_batches()
-    parts = [_describe(jit, batch, prefix is not None) for batch in batches]
-    out = np.empty(len(head) + sum(part[3] for part in parts)
-                   + (df.height * len(lit) if prefix else 0), np.uint8)
+    parts = [_describe(jit, batch, lit) for batch in batches]
+    out = np.empty(len(head) + sum(part[3] for part in parts), np.uint8)
     out[:len(head)] = head
     pos = len(head)
     # `table` and each part's arrays hold the memory the loop reads.
     for (cols, addrs, sizes, _, _arrays), batch in zip(parts, batches, strict=True):
-        written = jit.encode_rows(cols, batch.num_rows, addrs, sizes, lit,
-                                  out.ctypes.data + pos)
+        written = jit.encode_rows(cols, batch.num_rows, addrs, sizes,
+                                  _NO_CONST if lit is None else lit, out.ctypes.data + pos)
         if written < 0:
             return None
         pos += written
