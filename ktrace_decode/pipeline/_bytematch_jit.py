@@ -15,63 +15,72 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._jit_memory import bytes_at, copy4, copy8, copy_bytes, find_pair16, int32_at, same_bytes
 from .bytematch import HEXL, HEXU, INT, LIT, MAX_DIGITS, PTR, STR, UINT
+
+#: The sources this loop is compiled from besides this file, and a hash of
+#: their bytes (sha256, in this order).  numba's on-disk cache checks only
+#: this file's content, so an edit there must change this hash, or a stale
+#: loop would be loaded; tests/pipeline/test_jit_sources.py fails until it does.
+BUILT_FROM = ('_jit_memory.py', 'bytematch.py')
+BUILT_FROM_SHA256 = "3c98821dfe8ca6ec"
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def match_rows(views, valid, data, which, pool, funcs, spans, ops,  # type: ignore[no-untyped-def]
+def match_rows(n, views, valid, addrs, sizes, pool, funcs, spans, ops,  # type: ignore[no-untyped-def]
                code, func_len, values, present, defer, func_views, tmp):
-    """Match the rows whose text lies in ``data``: buffer number ``which`` of
-    the views, or the views themselves (inline texts) for ``which`` -1."""
-    for i in range(len(valid)):
+    """Match the n texts whose Arrow views are at address ``views``: null
+    where ``valid`` is False; a text of more than 12 bytes lies in data
+    buffer ``addrs[b]`` of ``sizes[b]`` bytes.  A view pointing outside its
+    buffer is left unmatched (no function), never read."""
+    nbufs = len(addrs)
+    fv_base = func_views.ctypes.data
+    pool_base = pool.ctypes.data
+    for i in range(n):
         if not valid[i]:
             continue
-        b = i * 16
-        n = (np.int64(views[b]) | (np.int64(views[b + 1]) << 8)
-             | (np.int64(views[b + 2]) << 16) | (np.int64(views[b + 3]) << 24))
-        if n <= 12:
-            if which >= 0:
-                continue
-            s = b + 4
+        view = views + i * 16
+        ln = np.int64(int32_at(view)[0])
+        if ln <= 12:
+            t = view + 4
         else:
-            bi = (np.int64(views[b + 8]) | (np.int64(views[b + 9]) << 8)
-                  | (np.int64(views[b + 10]) << 16) | (np.int64(views[b + 11]) << 24))
-            if bi != which:
+            bi = np.int64(int32_at(view)[2])
+            off = np.int64(int32_at(view)[3])
+            if bi < 0 or bi >= nbufs or off < 0 or off + ln > sizes[bi]:
                 continue
-            s = (np.int64(views[b + 12]) | (np.int64(views[b + 13]) << 8)
-                 | (np.int64(views[b + 14]) << 16) | (np.int64(views[b + 15]) << 24))
-        end = s + n
+            t = addrs[bi] + off
+        if ln < 0:
+            continue
         # The function: the text before the first ": " (str.splitn, str.partition).
         k = -1
-        for j in range(s, end - 1):
-            if data[j] == 58 and data[j + 1] == 32:
-                k = j - s
+        j = 0
+        while j + 17 <= ln:  # 16 places at a time, reading only inside the text
+            hit = find_pair16(t + j, 58, 32)
+            if hit < 16:
+                k = j + hit
                 break
+            j += 16
+        if k < 0:
+            data = bytes_at(t)
+            for q in range(j, ln - 1):
+                if data[q] == 58 and data[q + 1] == 32:
+                    k = q
+                    break
         if k < 0:
             continue
         func_len[i] = k
-        func_views[i, 0] = k & 0xFF
-        func_views[i, 1] = (k >> 8) & 0xFF
-        func_views[i, 2] = (k >> 16) & 0xFF
-        func_views[i, 3] = (k >> 24) & 0xFF
+        fv = fv_base + i * 16
+        int32_at(fv)[0] = np.int32(k)
         if k <= 12:
-            for j in range(k):
-                func_views[i, 4 + j] = data[s + j]
+            copy_bytes(fv + 4, t, k)
         else:  # the same start as the text: its prefix, buffer and offset
-            for j in range(4, 16):
-                func_views[i, j] = views[b + j]
+            copy8(fv + 4, view + 4)
+            copy4(fv + 12, view + 12)
         for m in range(funcs.shape[0]):
-            if funcs[m, 1] != k:
+            if funcs[m, 1] != k or not same_bytes(t, pool_base + funcs[m, 0], k):
                 continue
-            fo = funcs[m, 0]
-            same = True
-            for j in range(k):
-                if data[s + j] != pool[fo + j]:
-                    same = False
-                    break
-            if not same:
-                continue
-            result = _run(data, s + k + 2, end, ops, spans[m, 0], spans[m, 1], pool, tmp)
+            result = _run(bytes_at(t), t, k + 2, ln, ops, spans[m, 0], spans[m, 1],
+                          pool, pool_base, tmp)
             if result == 2:
                 defer[i] = True
             elif result == 1:
@@ -87,9 +96,9 @@ def match_rows(views, valid, data, which, pool, funcs, spans, ops,  # type: igno
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _run(data, pos, end, ops, st, stop, pool, tmp):  # type: ignore[no-untyped-def]
+def _run(data, base, pos, end, ops, st, stop, pool, pool_base, tmp):  # type: ignore[no-untyped-def]
     """Does the program ops[st:stop] match data[pos:end] whole?  1 yes, 0 no,
-    2 defer to the regexes."""
+    2 defer to the regexes.  ``data`` points at ``base``, ``pool`` at ``pool_base``."""
     lazy = -1  # the %s step, once reached
     trial = 0  # where the text after the %s is being tried
     first = -1  # the byte that must follow the %s (its next literal's first), if any
@@ -104,14 +113,9 @@ def _run(data, pos, end, ops, st, stop, pool, tmp):  # type: ignore[no-untyped-d
             if op == LIT:
                 a = ops[st, 1]
                 ln = ops[st, 2]
-                if pos + ln > end:
+                if pos + ln > end or not same_bytes(base + pos, pool_base + a, ln):
                     fail = True
-                else:
-                    for j in range(ln):
-                        if data[pos + j] != pool[a + j]:
-                            fail = True
-                            break
-                    pos += ln
+                pos += ln
             elif op in (INT, UINT):
                 p = pos
                 neg = False
@@ -134,17 +138,11 @@ def _run(data, pos, end, ops, st, stop, pool, tmp):  # type: ignore[no-untyped-d
                 pos = p
             elif op == PTR and pos < end and data[pos] == 40:  # '(': (null) or (ptrval)
                 a = ops[st, 1]  # "(null)(ptrval)" in the pool
-                ln = 6 if pos + 6 <= end else 0
-                for j in range(ln):
-                    if data[pos + j] != pool[a + j]:
-                        ln = 0
-                        break
-                if ln == 0 and pos + 8 <= end:
+                ln = 0
+                if pos + 6 <= end and same_bytes(base + pos, pool_base + a, 6):
+                    ln = 6
+                elif pos + 8 <= end and same_bytes(base + pos, pool_base + a + 6, 8):
                     ln = 8
-                    for j in range(8):
-                        if data[pos + j] != pool[a + 6 + j]:
-                            ln = 0
-                            break
                 if ln == 0:
                     fail = True
                 pos += ln

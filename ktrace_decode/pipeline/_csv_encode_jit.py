@@ -7,7 +7,7 @@ never imports numba.  One function body without reference counting
 The rows are written in order, field after field, into one buffer the caller
 made large enough, so every value is read once and the output is written
 front to back.  Every column is read where Arrow keeps it, through integer
-addresses (the intrinsics below): integers of any width, validity and boolean
+addresses (:mod:`._jit_memory`): integers of any width, validity and boolean
 bitmaps, string views and the data buffers they point into.  Numpy arrays
 would mean a copy of each column into one table (numba cannot index a list
 of arrays of different types cheaply), ~4 ms of a 170k-row batch's ~15.
@@ -22,8 +22,17 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
+
+from ._jit_memory import bytes_at, copy_bytes, int32_at, load2, load4, load8
+
+#: The sources this loop is compiled from besides this file, and a hash of
+#: their bytes (sha256, in this order).  numba's on-disk cache checks only
+#: this file's content, so an edit there must change this hash, or a stale
+#: loop would be loaded; tests/pipeline/test_jit_sources.py fails until it does.
+BUILT_FROM = ('_jit_memory.py',)
+BUILT_FROM_SHA256 = "2981f0a9e1d12df5"
+
 
 #: Column kinds.
 UINT, INT, BOOL, STR, CONST, NULL = range(6)
@@ -35,95 +44,6 @@ _POW10 = np.array([10**k for k in range(20)], np.uint64)
 #: "00" "01" ... "99": two digits per division.
 _PAIRS = np.frombuffer(b"".join(b"%02d" % k for k in range(100)), np.uint8).copy()
 _COMMA, _LF, _CR, _QUOTE = 44, 10, 13, 34
-
-
-# --- memory at integer addresses ----------------------------------------------
-
-def _pointer(to: types.Type):  # type: ignore[no-untyped-def]
-    @intrinsic
-    def at(typingctx, addr):  # type: ignore[no-untyped-def]
-        """The memory at integer address ``addr`` as a ``to`` pointer."""
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-
-        return types.CPointer(to)(types.int64), codegen
-
-    return at
-
-
-_bytes_at = _pointer(types.uint8)
-_int32_at = _pointer(types.int32)
-
-
-def _unaligned_load(bits: int):  # type: ignore[no-untyped-def]
-    @intrinsic
-    def load(typingctx, addr):  # type: ignore[no-untyped-def]
-        """The uint``bits`` at an integer address, any alignment, as uint64."""
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            ptr = builder.inttoptr(args[0], ir.IntType(bits).as_pointer())
-            value = builder.load(ptr, align=1)
-            return builder.zext(value, ir.IntType(64)) if bits < 64 else value
-
-        return types.uint64(types.int64), codegen
-
-    return load
-
-
-_load8 = _unaligned_load(64)
-_load4 = _unaligned_load(32)
-_load2 = _unaligned_load(16)
-
-
-def _memcpy(context, builder, dst, src, count):  # type: ignore[no-untyped-def]
-    u8p = context.get_value_type(types.CPointer(types.uint8))
-    cgutils.raw_memcpy(builder, builder.inttoptr(dst, u8p), builder.inttoptr(src, u8p),
-                       count, 1)
-    return context.get_dummy_value()
-
-
-@intrinsic
-def _copy(typingctx, dst, src, n):  # type: ignore[no-untyped-def]
-    """memcpy(dst, src, n) between integer addresses.  (A byte loop from a
-    pointer into an array is not vectorised: they might overlap.)"""
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return _memcpy(context, builder, *args)
-
-    return types.void(types.int64, types.int64, types.int64), codegen
-
-
-def _fixed_copy(size: int):  # type: ignore[no-untyped-def]
-    @intrinsic
-    def copy(typingctx, dst, src):  # type: ignore[no-untyped-def]
-        """memcpy of a constant ``size``: one unaligned load and store."""
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            return _memcpy(context, builder, *args, ir.Constant(ir.IntType(64), size))
-
-        return types.void(types.int64, types.int64), codegen
-
-    return copy
-
-
-_copy8 = _fixed_copy(8)
-_copy4 = _fixed_copy(4)
-
-
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _copy_bytes(dst, src, n):  # type: ignore[no-untyped-def]
-    """memcpy; the short copies of most fields as two overlapping fixed-size
-    moves instead of a call into the C library."""
-    if n > 16:
-        _copy(dst, src, n)
-    elif n >= 8:
-        _copy8(dst, src)
-        _copy8(dst + n - 8, src + n - 8)
-    elif n >= 4:
-        _copy4(dst, src)
-        _copy4(dst + n - 4, src + n - 4)
-    else:
-        d = _bytes_at(dst)
-        s = _bytes_at(src)
-        for j in range(n):
-            d[j] = s[j]
 
 
 # --- does a string need quotes? -----------------------------------------------
@@ -185,10 +105,10 @@ def _flags(src, n):  # type: ignore[no-untyped-def]
             j += 16
         return f | _flags16(src + n - 16)
     if n >= 8:
-        return _word_flags(_load8(src)) | _word_flags(_load8(src + n - 8))
+        return _word_flags(load8(src)) | _word_flags(load8(src + n - 8))
     if n >= 4:
-        return _word_flags(_load4(src)) | _word_flags(_load4(src + n - 4))
-    s = _bytes_at(src)
+        return _word_flags(load4(src)) | _word_flags(load4(src + n - 4))
+    s = bytes_at(src)
     f = 0
     for j in range(n):
         c = s[j]
@@ -253,13 +173,13 @@ def _put_uint(out, p, v):  # type: ignore[no-untyped-def]
 def _int_at(addr, width, signed):  # type: ignore[no-untyped-def]
     """The ``width``-byte integer at ``addr`` as int64 (uint64 bits if unsigned)."""
     if width == 8:
-        return np.int64(_load8(addr))
+        return np.int64(load8(addr))
     if width == 4:
-        u = _load4(addr)
+        u = load4(addr)
     elif width == 2:
-        u = _load2(addr)
+        u = load2(addr)
     else:
-        u = np.uint64(_bytes_at(addr)[0])
+        u = np.uint64(bytes_at(addr)[0])
     if signed:
         shift = np.uint64(64 - 8 * width)
         return np.int64(u << shift) >> np.int64(shift)
@@ -269,7 +189,7 @@ def _int_at(addr, width, signed):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _bit(addr, i):  # type: ignore[no-untyped-def]
     """Bit i of the (Arrow, least significant bit first) bitmap at ``addr``."""
-    return (_bytes_at(addr)[i >> 3] >> (i & 7)) & 1
+    return (bytes_at(addr)[i >> 3] >> (i & 7)) & 1
 
 
 # --- the rows ------------------------------------------------------------------------
@@ -290,7 +210,7 @@ def encode_rows(cols, n, addrs, sizes, lit, out_addr):  # type: ignore[no-untype
     is an empty field, an empty string ``""``, a string holding a comma,
     quote, CR or LF is quoted with its quotes doubled.
     """
-    out = _bytes_at(out_addr)  # stores through a pointer: no negative-index fix-up
+    out = bytes_at(out_addr)  # stores through a pointer: no negative-index fix-up
     ncols = cols.shape[0]
     nbufs = addrs.shape[1]
     p = 0
@@ -310,12 +230,12 @@ def encode_rows(cols, n, addrs, sizes, lit, out_addr):  # type: ignore[no-untype
                     p = _put_uint(out, p, np.uint64(v))
             elif kind == STR:
                 view = cols[k, ADDR] + i * 16
-                ln = np.int64(_int32_at(view)[0])
+                ln = np.int64(int32_at(view)[0])
                 if ln <= 12:  # inline in the view
                     src = view + 4
                 else:
-                    b = np.int64(_int32_at(view)[2])
-                    off = np.int64(_int32_at(view)[3])
+                    b = np.int64(int32_at(view)[2])
+                    off = np.int64(int32_at(view)[3])
                     s = cols[k, SLOT]
                     if b < 0 or b >= nbufs or off < 0 or off + ln > sizes[s, b]:
                         return -1
@@ -328,7 +248,7 @@ def encode_rows(cols, n, addrs, sizes, lit, out_addr):  # type: ignore[no-untype
                     out[p + 1] = _QUOTE
                     p += 2
                 elif flags & 2:
-                    data = _bytes_at(src)
+                    data = bytes_at(src)
                     out[p] = _QUOTE
                     p += 1
                     for j in range(ln):
@@ -342,11 +262,11 @@ def encode_rows(cols, n, addrs, sizes, lit, out_addr):  # type: ignore[no-untype
                     p += 1
                 elif flags:
                     out[p] = _QUOTE
-                    _copy_bytes(out_addr + p + 1, src, ln)
+                    copy_bytes(out_addr + p + 1, src, ln)
                     out[p + 1 + ln] = _QUOTE
                     p += ln + 2
                 else:
-                    _copy_bytes(out_addr + p, src, ln)
+                    copy_bytes(out_addr + p, src, ln)
                     p += ln
             elif kind == BOOL:
                 if _bit(cols[k, ADDR], cols[k, VALUE_BIT] + i):
@@ -357,7 +277,7 @@ def encode_rows(cols, n, addrs, sizes, lit, out_addr):  # type: ignore[no-untype
                     out[p + 3], out[p + 4] = 115, 101  # se
                     p += 5
             elif kind == CONST:
-                _copy_bytes(out_addr + p, lit.ctypes.data, len(lit))
+                copy_bytes(out_addr + p, lit.ctypes.data, len(lit))
                 p += len(lit)
             out[p] = _LF if k == ncols - 1 else _COMMA
             p += 1

@@ -206,7 +206,6 @@ def match(text: pa.Array, progs: Programs) -> Matched:
         raise RuntimeError("numba is not available")
     n = len(text)
     validity, views_buf, *data = text.buffers()
-    views = np.frombuffer(views_buf, np.uint8)[text.offset * 16 : (text.offset + n) * 16]
     if validity is None:
         valid = np.ones(n, bool)
     else:
@@ -216,13 +215,14 @@ def match(text: pa.Array, progs: Programs) -> Matched:
     out = Matched(np.full(n, -1, np.int16), np.full(n, -1, np.int32),
                   np.zeros((n, slots), np.int64), np.zeros((n, slots), bool),
                   np.zeros(n, bool), np.zeros((n, 16), np.uint8))
-    tmp = np.zeros(slots, np.int64)
-    # One pass per data buffer (and one for the texts inlined in the views):
-    # inside a pass the bytes are one array, so the loop never switches arrays.
-    for which, buf in [(-1, views), *enumerate(data)]:
-        kernel(views, valid, np.frombuffer(buf, np.uint8) if which >= 0 else buf, which,
-               progs.pool, progs.funcs, progs.spans, progs.ops, out.code, out.func_len,
-               out.values, out.present, out.defer, out.func_views, tmp)
+    # One pass over the rows, reading the views and the text bytes where
+    # Arrow keeps them (``text`` holds the buffers while the loop runs).
+    addrs = np.array([b.address for b in data], np.int64)
+    sizes = np.array([b.size for b in data], np.int64)
+    if n:
+        kernel(n, views_buf.address + text.offset * 16, valid, addrs, sizes, progs.pool,
+               progs.funcs, progs.spans, progs.ops, out.code, out.func_len, out.values,
+               out.present, out.defer, out.func_views, np.zeros(slots, np.int64))
     return out
 
 

@@ -217,3 +217,35 @@ def test_function_views_point_into_the_text():
     m = bytematch.match(s.to_arrow(compat_level=pl.CompatLevel.newest()), E._programs())
     assert m.func_len.tolist() == [22, 5, -1]
     assert np.all(m.func_views[2] == 0)
+
+
+def test_the_first_separator_at_every_place_of_long_and_short_texts():
+    # The search reads 16 places at a time while 17 bytes remain, then byte
+    # by byte: a ": " on either side of every chunk edge, decoys (":" alone,
+    # ":" at the very end, " :"), and texts too short for a whole chunk.
+    texts = []
+    for n in range(0, 50):
+        for p in range(n - 1):
+            t = "ab:c" * 13
+            texts.append(t[:p] + ": " + t[p:][: max(n - p - 2, 0)])
+        texts.append(("x :" * 20)[:n])
+        texts.append(("y" * n)[:max(n - 1, 0)] + ":")
+    m = bytematch.match(pl.Series(texts).to_arrow(compat_level=pl.CompatLevel.newest()),
+                        E._programs())
+    assert m.func_len.tolist() == [t.find(": ") for t in texts]
+    same(texts)
+
+
+def test_a_view_outside_its_buffer_is_left_unmatched():
+    import pyarrow as pa
+
+    good = pl.Series(["fuse_inval_files_work: invalidate_file on [7] ends"] * 3)
+    arr = good.to_arrow(compat_level=pl.CompatLevel.newest())
+    validity, views, *data = arr.buffers()
+    v = np.frombuffer(views, np.int32).reshape(-1, 4).copy()
+    v[1, 3] = data[0].size  # offset past the end of the data buffer
+    v[2, 2] = len(data)  # a buffer that does not exist
+    bad = pa.Array.from_buffers(pa.string_view(), 3, [validity, pa.py_buffer(v), *data])
+    m = bytematch.match(bad, E._programs())
+    assert m.code.tolist() == [5, -1, -1]
+    assert m.func_len.tolist() == [21, -1, -1]

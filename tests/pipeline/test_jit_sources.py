@@ -1,0 +1,44 @@
+"""The compiled loops' recorded sources match the files they are built from.
+
+numba's on-disk cache (``cache=True``) is keyed by the content of the
+function's own file.  The loops also compile code from other modules (the
+memory intrinsics, the opcode numbers), so each loop module records a hash
+of those files: editing one of them without updating the hash would let a
+machine that already has a cache load the old loop.  This test names the
+new hash to paste.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+
+import pytest
+
+PIPELINE = Path(__file__).parents[2] / "ktrace_decode" / "pipeline"
+
+
+@pytest.mark.parametrize("module", ["_bytematch_jit", "_csv_encode_jit"])
+def test_a_loop_records_the_hash_of_the_sources_it_is_built_from(module):
+    text = (PIPELINE / f"{module}.py").read_text()
+    namespace: dict[str, object] = {}
+    # Read the two constants from the source (importing needs numba).
+    for line in text.splitlines():
+        if line.startswith(("BUILT_FROM =", "BUILT_FROM_SHA256 =")):
+            exec(line, namespace)
+    digest = hashlib.sha256()
+    for name in namespace["BUILT_FROM"]:  # type: ignore[union-attr]
+        digest.update((PIPELINE / name).read_bytes())
+    assert namespace["BUILT_FROM_SHA256"] == digest.hexdigest()[:16], (
+        f"{module}.py: set BUILT_FROM_SHA256 = \"{digest.hexdigest()[:16]}\"")
+
+
+@pytest.mark.parametrize("module", ["_bytematch_jit", "_csv_encode_jit"])
+def test_the_recorded_sources_are_every_module_a_loop_imports(module):
+    pytest.importorskip("numba")
+    mod = importlib.import_module(f"ktrace_decode.pipeline.{module}")
+    text = (PIPELINE / f"{module}.py").read_text()
+    local = {line.split()[1].lstrip(".") + ".py" for line in text.splitlines()
+             if line.startswith("from .")}
+    assert set(mod.BUILT_FROM) == local
