@@ -104,9 +104,37 @@ def events(records: pl.LazyFrame) -> pl.LazyFrame:
     The texts are classified by :func:`classify` (one column in, one struct
     out, run when the plan is collected).
     """
-    return from_classified(records.with_columns(
+    return from_classified(classified(records))
+
+
+def classified(records: pl.LazyFrame) -> pl.LazyFrame:
+    """``records`` with the CLASSIFIED columns: what :func:`from_classified`
+    and :func:`catalogue_events` read.  Plans built on one such frame and
+    collected together classify the texts once (a common subplan)."""
+    return records.with_columns(
         pl.col("text").map_batches(classify, return_dtype=CLASSIFIED).alias(_CLASS)
-    ).unnest(_CLASS))
+    ).unnest(_CLASS)
+
+
+def catalogue_events(lf: pl.LazyFrame, names: tuple[str, ...],
+                     columns: tuple[str, ...]) -> pl.LazyFrame:
+    """The rows of ``from_classified(lf)`` whose event is one of ``names``
+    (catalogue events), with only ``columns``, ``event`` as ``pl.Enum(names)``.
+
+    Filtered on the catalogue index before any name is built: no string is
+    made, hashed or compared for the rows dropped (a streamed export keeps
+    the patch's events of every batch this way).
+    """
+    unknown = set(names) - {m.event for m in M.CATALOGUE}
+    if unknown:
+        raise ValueError(f"not catalogue events: {sorted(unknown)}")
+    codes = [i for i, m in enumerate(M.CATALOGUE) if m.event in names]
+    rank = [names.index(M.CATALOGUE[i].event) for i in codes]
+    event = pl.lit(pl.Series(names, dtype=pl.Enum(names))).gather(
+        pl.col(_MATCH).replace_strict(codes, rank, return_dtype=pl.UInt32))
+    same = {e.meta.output_name(): e for e in _event_columns()}
+    return lf.filter(pl.col(_MATCH).is_in(codes)).select(
+        event.alias(c) if c == "event" else same[c] for c in columns)
 
 
 #: What :func:`classify` gives for each text: the catalogue index of its

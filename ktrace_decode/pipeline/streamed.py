@@ -46,7 +46,7 @@ from ..safe_output import OutputDir, excel_safe_frame
 from ..sources import open_dump
 from . import csv_encode, storage, tables
 from .episodes import ATTACHED_EVENTS, STATE_EVENTS, episodes
-from .events import events, record_type_counts
+from .events import catalogue_events, classified, from_classified, record_type_counts
 from .summary import Selection, summarize
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 KEPT_EVENTS = (*STATE_EVENTS, *ATTACHED_EVENTS)
 #: Their columns that episodes and the summary use.
 KEPT_COLUMNS = ("time_us", "cpu", "seq", "event", "nodeid", "fh", "err")
-_KEPT_EVENT = pl.Enum(KEPT_EVENTS)
 #: The record columns the stages read (payload and the flag columns are not built).
 RECORD_COLUMNS = [c for c in schema.RECORDS
                   if c not in ("payload", "long_text", "unknown_type", "resynced",
@@ -393,13 +392,13 @@ class StreamExport:
         its record-sized tables for the files: events, iotimes, iotimes_cs,
         as CsvBytes where the encoder writes them."""
         recs, cs_lf = batch.lazy(), cs.lazy()
-        ev_plan = events(recs)
+        cl = classified(recs)
+        ev_plan = from_classified(cl)
         # Kept narrow for the end tables: event names as categories (1-4
-        # bytes instead of a 16-byte string view per row).  In the same
-        # collect_all as the events it filters, which computes them once
-        # (common subplan) and runs the filter on the Polars threads.
-        kept_plan = ev_plan.filter(pl.col("event").is_in(KEPT_EVENTS)).select(
-            *KEPT_COLUMNS[:3], pl.col("event").cast(_KEPT_EVENT), *KEPT_COLUMNS[4:])
+        # bytes instead of a 16-byte string view per row), picked by message
+        # code (no event name hashed).  In the same collect_all as the
+        # events, which classifies once (common subplan).
+        kept_plan = catalogue_events(cl, KEPT_EVENTS, KEPT_COLUMNS)
         plans = [ev_plan, kept_plan, tables.iotimes(recs), iolatency.cs_entries(recs, cs_lf)]
         if self.out is not None:
             plans.append(tables.iotimes_cs(recs, cs_lf))

@@ -13,7 +13,7 @@ from ktrace_decode import schema
 from ktrace_decode.decode import decode
 from ktrace_decode.formats import layouts as L
 from ktrace_decode.formats import messages as M
-from ktrace_decode.pipeline.events import events
+from ktrace_decode.pipeline.events import catalogue_events, classified, events
 
 SAMPLES = {
     "pending": dict(fh=123456789012, nodeid=77),
@@ -117,6 +117,26 @@ def test_agrees_with_the_catalogue_slow_path(seed, tmp_path):
     is_cat = ~pl.col("event").is_in(["other", "iotimes", "unknown"])
     got_rows = got.select(pl.when(is_cat).then(pl.col(c)) for c in ("event", "nodeid", "err"))
     assert got_rows.rows() == want
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("names", [("start", "write_error", "pages_error", "end", "pending",
+                                    "waiting"), ("waiting", "cs_latency"), ("cs_congestion", "end"),
+                                   ("read_map",)])
+def test_catalogue_events_are_the_events_of_those_names(seed, names, tmp_path):
+    records = decode(random_trace(seed, n=300).write(tmp_path / "d")).records.lazy()
+    columns = ("time_us", "event", "nodeid", "err", "function")
+    want = events(records).filter(pl.col("event").is_in(names)).select(
+        *columns).with_columns(pl.col("event").cast(pl.Enum(names)))
+    got = catalogue_events(classified(records), names, columns).collect()
+    assert got.height > 0 or names == ("read_map",)  # random traces print no read map
+    assert_frame_equal(got, want.collect())
+
+
+def test_catalogue_events_are_catalogue_events_only():
+    with pytest.raises(ValueError, match=r"not catalogue events: \['iotimes', 'other'\]"):
+        catalogue_events(classified(schema.empty(schema.RECORDS).lazy()),
+                         ("start", "other", "iotimes"), ("event",))
 
 
 def test_order_and_keys_follow_the_records(tmp_path):
