@@ -23,16 +23,17 @@ from .bytematch import HEXL, HEXU, INT, LIT, MAX_DIGITS, PTR, STR, UINT
 #: this file's content, so an edit there must change this hash, or a stale
 #: loop would be loaded; tests/pipeline/test_jit_sources.py fails until it does.
 BUILT_FROM = ('_jit_memory.py', 'bytematch.py')
-BUILT_FROM_SHA256 = "3c98821dfe8ca6ec"
+BUILT_FROM_SHA256 = "021291aae1caa1ef"
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def match_rows(n, views, valid, addrs, sizes, pool, funcs, spans, ops,  # type: ignore[no-untyped-def]
-               code, func_len, values, present, defer, func_views, tmp):
+               adjust, lo, hi, code, func_len, values, present, defer, func_views, tmp):
     """Match the n texts whose Arrow views are at address ``views``: null
     where ``valid`` is False; a text of more than 12 bytes lies in data
     buffer ``addrs[b]`` of ``sizes[b]`` bytes.  A view pointing outside its
-    buffer is left unmatched (no function), never read."""
+    buffer is left unmatched (no function), never read.  A field's value
+    is adjusted and range-checked here (see ``compile_catalogue``)."""
     nbufs = len(addrs)
     fv_base = func_views.ctypes.data
     pool_base = pool.ctypes.data
@@ -88,8 +89,10 @@ def match_rows(n, views, valid, addrs, sizes, pool, funcs, spans, ops,  # type: 
                 for q in range(spans[m, 0], spans[m, 1]):
                     slot = ops[q, 3]
                     if slot >= 0:
-                        values[i, slot] = tmp[slot]
-                        present[i, slot] = True
+                        v = tmp[slot] + adjust[m, slot]  # |tmp| < 10**18: no overflow
+                        if lo[slot] <= v <= hi[slot]:
+                            values[slot, i] = v
+                            present[slot, i] = True
             if result != 0:
                 break
     return 0

@@ -85,6 +85,9 @@ class Programs:
     ops: np.ndarray  # int32 (n_ops, 4): opcode, a, b, slot (-1: not extracted)
     n_slots: int
     deferred: tuple[str, ...]  # events whose message defers, with the reason
+    adjust: np.ndarray  # int64 (n_msg, n_slots): added to what message m printed in a slot
+    lo: np.ndarray  # int64 (n_slots): the least value a slot keeps (others: absent)
+    hi: np.ndarray  # int64 (n_slots): the greatest
 
 
 def program(msg: M.Message, slots: dict[str, int]) -> list[tuple[int, bytes, int]]:
@@ -134,9 +137,17 @@ def _check(steps: list[tuple[int, bytes, int]]) -> None:
 
 
 def compile_catalogue(catalogue: tuple[M.Message, ...], slots: dict[str, int],
-                      extracted: dict[int, tuple[str, ...]]) -> Programs:
+                      extracted: dict[int, tuple[str, ...]],
+                      adjust: dict[int, dict[str, int]] | None = None,
+                      ranges: dict[str, tuple[int, int]] | None = None) -> Programs:
     """The tables for ``catalogue``; ``extracted[i]`` names the fields
-    message ``i`` gives its event columns (their slots from ``slots``)."""
+    message ``i`` gives its event columns (their slots from ``slots``).
+
+    A field's value is what the message printed plus ``adjust[i][field]``
+    (a nodeid numbering, say), kept only within ``ranges[field]`` (the
+    column type's range: a value outside it is absent, as a non-strict cast
+    makes it null).
+    """
     pool = bytearray()
     funcs, spans, ops, deferred = [], [], [], []
 
@@ -157,10 +168,20 @@ def compile_catalogue(catalogue: tuple[M.Message, ...], slots: dict[str, int],
         for op, literal, slot in steps:
             ops.append((op, put(literal) if literal else 0, len(literal), slot))
         spans.append((first, len(ops)))
+    n_slots = max(len(slots), 1)
+    add = np.zeros((max(len(catalogue), 1), n_slots), np.int64)
+    for i, fields in (adjust or {}).items():
+        for f, delta in fields.items():
+            add[i, slots[f]] = delta
+    lo = np.full(n_slots, -(2**63), np.int64)
+    hi = np.full(n_slots, 2**63 - 1, np.int64)
+    for f, (a, b) in (ranges or {}).items():
+        lo[slots[f]], hi[slots[f]] = max(a, -(2**63)), min(b, 2**63 - 1)
     return Programs(np.frombuffer(bytes(pool) or b"\0", np.uint8).copy(),
                     np.array(funcs, np.int32).reshape(-1, 2),
                     np.array(spans, np.int32).reshape(-1, 2),
-                    np.array(ops, np.int32).reshape(-1, 4), len(slots), tuple(deferred))
+                    np.array(ops, np.int32).reshape(-1, 4), len(slots), tuple(deferred),
+                    add, lo, hi)
 
 
 @dataclass
@@ -169,8 +190,8 @@ class Matched:
 
     code: np.ndarray  # int16: index in the catalogue, -1 for none
     func_len: np.ndarray  # int32: bytes before the first ": ", -1 for none (or null text)
-    values: np.ndarray  # int64 (n, n_slots)
-    present: np.ndarray  # bool (n, n_slots): the matched message printed this field
+    values: np.ndarray  # int64 (n_slots, n): each slot's values, 0 where absent
+    present: np.ndarray  # bool (n_slots, n): the matched message printed this field (in range)
     defer: np.ndarray  # bool: decide this row with the regexes
     func_views: np.ndarray  # uint8 (n, 16): Arrow views of the function prefixes
 
@@ -213,7 +234,7 @@ def match(text: pa.Array, progs: Programs) -> Matched:
         valid = bits[text.offset : text.offset + n].view(bool)
     slots = max(progs.n_slots, 1)
     out = Matched(np.full(n, -1, np.int16), np.full(n, -1, np.int32),
-                  np.zeros((n, slots), np.int64), np.zeros((n, slots), bool),
+                  np.zeros((slots, n), np.int64), np.zeros((slots, n), bool),
                   np.zeros(n, bool), np.zeros((n, 16), np.uint8))
     # One pass over the rows, reading the views and the text bytes where
     # Arrow keeps them (``text`` holds the buffers while the loop runs).
@@ -221,8 +242,9 @@ def match(text: pa.Array, progs: Programs) -> Matched:
     sizes = np.array([b.size for b in data], np.int64)
     if n:
         kernel(n, views_buf.address + text.offset * 16, valid, addrs, sizes, progs.pool,
-               progs.funcs, progs.spans, progs.ops, out.code, out.func_len, out.values,
-               out.present, out.defer, out.func_views, np.zeros(slots, np.int64))
+               progs.funcs, progs.spans, progs.ops, progs.adjust, progs.lo, progs.hi,
+               out.code, out.func_len, out.values, out.present, out.defer, out.func_views,
+               np.zeros(slots, np.int64))
     return out
 
 

@@ -174,13 +174,9 @@ def classify_bytes(text: pl.Series) -> pl.Series:
         return classify_regex(text)
     m = bytematch.match(arr, _programs())
     code = m.code
-    offsets = _NODEID_OFFSETS[np.where(code >= 0, code, 0)]
-    cols: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for slot, name in enumerate(_EVENT_FIELDS):
-        v, ok = m.values[:, slot], m.present[:, slot]
-        if name == "nodeid":
-            v = v + offsets
-        cols[name] = _fit(v, ok, schema.EVENTS[name])
+    # Numbered and range-checked by the loop (see _programs): only a cast left.
+    cols = {name: (m.values[slot].astype(_NUMPY[schema.EVENTS[name]]), m.present[slot])
+            for slot, name in enumerate(_EVENT_FIELDS)}
     deferred = np.flatnonzero(m.defer)
     if deferred.size:
         slow = classify_regex(text.gather(deferred)).struct.unnest()
@@ -195,14 +191,6 @@ def classify_bytes(text: pl.Series) -> pl.Series:
         *(records.masked_series(f"__{n}", v, ok) for n, (v, ok) in cols.items()),
     ]
     return pl.struct(fields, eager=True).alias(text.name)
-
-
-def _fit(v: np.ndarray, ok: np.ndarray, dtype: pl.DataType) -> tuple[np.ndarray, np.ndarray]:
-    """int64 values as ``dtype``; out-of-range ones null, as a non-strict cast makes them."""
-    target = _NUMPY[dtype]
-    info = np.iinfo(target)
-    ok = ok & (v >= max(int(info.min), -(2**63))) & (v <= min(int(info.max), 2**63 - 1))
-    return np.where(ok, v, 0).astype(target), ok
 
 
 _NUMPY = {pl.UInt64(): np.uint64, pl.Int32(): np.int32, pl.Int64(): np.int64,
@@ -223,11 +211,17 @@ def _gives(msg: M.Message, name: str) -> bool:
 
 @cache
 def _programs() -> bytematch.Programs:
+    """The byte programs, with each field numbered and range-checked as
+    :func:`_field_expr` does it: the nodeid plus its message's offset, and
+    a value outside its column's type absent (a non-strict cast's null)."""
+    ranges = {}
+    for name in _EVENT_FIELDS:
+        info = np.iinfo(_NUMPY[schema.EVENTS[name]])
+        ranges[name] = (int(info.min), int(info.max))
+    adjust = {i: {"nodeid": m.nodeid_offset} for i, m in enumerate(M.CATALOGUE)
+              if m.nodeid_offset}
     return bytematch.compile_catalogue(
-        M.CATALOGUE, {n: i for i, n in enumerate(_EVENT_FIELDS)}, _extracted())
-
-
-_NODEID_OFFSETS = np.array([m.nodeid_offset or 0 for m in M.CATALOGUE] or [0], np.int64)
+        M.CATALOGUE, {n: i for i, n in enumerate(_EVENT_FIELDS)}, _extracted(), adjust, ranges)
 
 
 def with_function(records: pl.LazyFrame) -> pl.LazyFrame:

@@ -78,12 +78,17 @@ def test_near_misses_nulls_short_texts_and_long_numbers():
         "pcs_cs_deaccount: IO latency on CS１ is 1, cwnd 2, clamp 3",  # a non-ASCII digit
         "cs_blacklist: Blacklisting CS5 by \n, err=1\n, err=2",
         "handle_congestion: Received congestion notification from CS",
+        # The Int32 column's edges, inside and just outside (23-26).
+        *(f"fuse_inval_files_work: filemap_write_and_wait() on [1] returns err={e}"
+          for e in (2147483647, 2147483648, -2147483648, 99999999999)),
     ]).struct.unnest()
     assert got["__match"][0] is None and got["__func"][0] is None
     assert got["__func"][4] == "f"
     assert got["__nodeid"].to_list()[11:15] == [8, 123456789012345679, 1234567890123456790, None]
     assert got["__err"][15] is None  # out of Int32: null, as the non-strict cast makes it
     assert got["__match"][20] is None
+    assert got["__err"].to_list()[23:] == [2147483647, None, -2147483648, None]
+    assert got["__match"].to_list()[23:] == [3] * 4  # matched, the value absent
 
 
 def test_a_column_in_several_chunks_and_a_slice_of_one():
@@ -192,7 +197,7 @@ def test_unsupported_formats_defer_to_the_regexes():
     m = bytematch.match(arr, progs)
     assert m.defer.tolist() == [True, False, False, True]
     assert m.code.tolist() == [-1, 1, -1, -1]
-    assert m.values[1, 0] == -3 and m.present[1].tolist() == [True]
+    assert m.values[0, 1] == -3 and m.present[:, 1].tolist() == [True]
 
 
 def test_big_batches_take_the_byte_programs(monkeypatch):
