@@ -429,7 +429,18 @@ class DumpStream:
         """Like iterating, but each batch comes with its chunk-server entries
         (schema.CS, in cpu, seq order), read on a worker while the batch merges."""
         for out in self._merged_parts():
-            yield merged_frames(out, self.columns, self.nul_cut)
+            yield self.frames(out)
+
+    def parts(self) -> Iterator[list[Part]]:
+        """The batches before their tables are built: each one's parts, in
+        merge order; :meth:`frames` makes what :meth:`with_cs` gives of them.
+        Split so that a consumer can build the tables of several batches at
+        once, on threads of its own (the scan and merge stay one thread's)."""
+        return self._merged_parts()
+
+    def frames(self, parts: list[Part]) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The records and chunk-server entries of one batch of :meth:`parts`."""
+        return merged_frames(parts, self.columns, self.nul_cut)
 
     def _merged_parts(self) -> Iterator[list[Part]]:
         k = len(self._gens)

@@ -344,22 +344,25 @@ class StreamExport:
                               batch=EXPORT_BATCH, chunk=EXPORT_CHUNK,
                               release_lag=RELEASE_LAG)
         kept = _Kept()
-        # The next batch is decoded (numpy and Polars: the GIL is released) on
-        # another thread while the table workers classify the ones before it.
-        batches = prefetch(stream.with_cs(), 1)
+        # The next batch is scanned and merged (numpy: the GIL is released)
+        # on another thread, while the table workers build the records of the
+        # ones before it and their tables.  The records were built on the
+        # scanning thread before: it then took as long as the whole stream,
+        # and the table workers waited for it.
+        batches = prefetch(stream.parts(), 1)
         work = ThreadPoolExecutor(TABLE_WORKERS, thread_name_prefix="ktrace-tables")
         try:
             # Tables are computed TABLE_WORKERS batches ahead and stored in
             # batch order (the files' rows, the kept frames).
-            ahead: deque[tuple[pl.DataFrame, Future[Any]]] = deque()
+            ahead: deque[Future[Any]] = deque()
 
             def store_oldest() -> None:
-                self._store(path, *ahead.popleft(), kept)
+                self._store(path, ahead.popleft(), kept)
                 if progress:
                     progress(stream.n_records)
 
-            for batch, cs in batches:
-                ahead.append((batch, work.submit(self._tables, path, batch, cs)))
+            for parts in batches:
+                ahead.append(work.submit(self._batch, path, stream, parts))
                 if len(ahead) > TABLE_WORKERS:
                     store_oldest()
             while ahead:
@@ -384,6 +387,13 @@ class StreamExport:
             if w.rows:
                 self._pending.append(self._io.submit(w.sync))
         return self._finish(path, decoded, kept)
+
+    def _batch(self, path: str, stream: D.DumpStream, parts: list[D.Part]
+               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame,
+                          dict[str, pl.DataFrame | CsvBytes]]:
+        """One batch's records, then its :meth:`_tables` (on a table worker)."""
+        batch, cs = stream.frames(parts)
+        return (batch, *self._tables(path, batch, cs))
 
     def _tables(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame
                 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
@@ -414,12 +424,12 @@ class StreamExport:
             files = {stem: _encoded(df, source) for stem, df in files.items()}
         return kept_ev, iot, ent, files
 
-    def _store(self, path: str, batch: pl.DataFrame,
-               done: Future[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
+    def _store(self, path: str,
+               done: Future[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame,
                                   dict[str, pl.DataFrame | CsvBytes]]],
                kept: _Kept) -> None:
         """Write one batch's tables and keep what the end tables need."""
-        kept_ev, iot, ent, files = done.result()
+        batch, kept_ev, iot, ent, files = done.result()
         self._write(path, files)
         kept.n_iotimes += iot.height
         kept.io_counts.update(storage.io_counts(iot))
