@@ -80,8 +80,13 @@ def cs_entries(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     :func:`per_cs_of` needs (a streamed export keeps only these columns).
     The request *name* is a function of ``io_type`` (one name per type), so
     it is put on the per-server rows only."""
-    return cs_with_record(records, cs, "io_type").select(
-        "csid", "io_type", "idx", "ts_net", "ts_io")
+    return cs_entries_of(cs_with_record(records, cs, "io_type"))
+
+
+def cs_entries_of(joined: pl.LazyFrame) -> pl.LazyFrame:
+    """:func:`cs_entries` from the entries already joined with (at least) their
+    record's ``io_type`` (:func:`cs_with_record`)."""
+    return joined.select("csid", "io_type", "idx", "ts_net", "ts_io")
 
 
 def per_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:

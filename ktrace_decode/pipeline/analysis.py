@@ -47,11 +47,12 @@ def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Ana
     """
     records = decoded.records.lazy()
     windows = decoded.drop_windows().lazy()
+    joined = tables.cs_joined(records, decoded.cs.lazy())  # one join for both cs tables
     ev, iot, iot_cs, entries, loss = pl.collect_all([
         events(records),
         tables.iotimes(records),
-        tables.iotimes_cs(records, decoded.cs.lazy()),
-        iolatency.cs_entries(records, decoded.cs.lazy()),
+        tables.iotimes_cs_of(joined),
+        iolatency.cs_entries_of(joined),
         tables.loss(records, windows, decoded.skips_frame().lazy(),
                     decoded.files_frame().lazy()),
     ])

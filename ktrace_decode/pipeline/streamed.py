@@ -409,9 +409,11 @@ class StreamExport:
         # code (no event name hashed).  In the same collect_all as the
         # events, which classifies once (common subplan).
         kept_plan = catalogue_events(cl, KEPT_EVENTS, KEPT_COLUMNS)
-        plans = [ev_plan, kept_plan, tables.iotimes(recs), iolatency.cs_entries(recs, cs_lf)]
+        # The entries joined with their records once, for both of their tables.
+        joined = tables.cs_joined(recs, cs_lf)
+        plans = [ev_plan, kept_plan, tables.iotimes(recs), iolatency.cs_entries_of(joined)]
         if self.out is not None:
-            plans.append(tables.iotimes_cs(recs, cs_lf))
+            plans.append(tables.iotimes_cs_of(joined))
         # The in-memory engine: on these small frames "auto" picks plans that
         # cost ~10 % more CPU (measured per batch, 64 against 57 ms).
         ev, kept_ev, iot, ent, *iot_cs = pl.collect_all(plans, engine="in-memory")

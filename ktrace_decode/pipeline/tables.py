@@ -143,17 +143,28 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def cs_joined(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
+    """The chunk-server entries with every column of their record that
+    :func:`iotimes_cs_of` and :func:`.iolatency.cs_entries_of` read: plans
+    built on it and collected together join once (a common subplan)."""
+    return iolatency.cs_with_record(records, cs, "time_us", "io_type",
+                                    (pl.col("io_ino") + 1).alias("nodeid"))
+
+
 def iotimes_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     """One row per chunk-server entry (schema IOTIMES_CS), by (time_us, cpu, seq, idx)."""
+    return iotimes_cs_of(cs_joined(records, cs))
+
+
+def iotimes_cs_of(joined: pl.LazyFrame) -> pl.LazyFrame:
+    """:func:`iotimes_cs` from :func:`cs_joined`."""
     misc = pl.col("misc")
 
     def bit(mask: int) -> pl.Expr:
         return (misc & pl.lit(mask, pl.UInt64)) != 0
 
     return _select(
-        iolatency.cs_with_record(records, cs, "time_us",
-                                 (pl.col("io_ino") + 1).alias("nodeid"))
-        .with_columns(
+        joined.with_columns(
             bit(L.CS_MISC_CACHED).alias("cached"),
             bit(L.CS_MISC_SEQUENTIAL).alias("sequential"),
             bit(L.CS_MISC_SYNC).alias("sync"),
