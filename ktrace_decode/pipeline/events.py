@@ -119,7 +119,8 @@ def classified(records: pl.LazyFrame) -> pl.LazyFrame:
 def catalogue_events(lf: pl.LazyFrame, names: tuple[str, ...],
                      columns: tuple[str, ...]) -> pl.LazyFrame:
     """The rows of ``from_classified(lf)`` whose event is one of ``names``
-    (catalogue events), with only ``columns``, ``event`` as ``pl.Enum(names)``.
+    (catalogue events), with only ``columns`` (of schema.EVENTS), ``event``
+    as ``pl.Enum(names)``.
 
     Filtered on the catalogue index before any name is built: no string is
     made, hashed or compared for the rows dropped (a streamed export keeps
