@@ -80,8 +80,7 @@ def match_rows(n, views, valid, addrs, sizes, pool, funcs, spans, ops,  # type: 
         for m in range(funcs.shape[0]):
             if funcs[m, 1] != k or not same_bytes(t, pool_base + funcs[m, 0], k):
                 continue
-            result = _run(bytes_at(t), t, k + 2, ln, ops, spans[m, 0], spans[m, 1],
-                          pool, pool_base, tmp)
+            result = _run(t, k + 2, ln, ops, spans[m, 0], spans[m, 1], pool, tmp)
             if result == 2:
                 defer[i] = True
             elif result == 1:
@@ -99,9 +98,11 @@ def match_rows(n, views, valid, addrs, sizes, pool, funcs, spans, ops,  # type: 
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _run(data, base, pos, end, ops, st, stop, pool, pool_base, tmp):  # type: ignore[no-untyped-def]
-    """Does the program ops[st:stop] match data[pos:end] whole?  1 yes, 0 no,
-    2 defer to the regexes.  ``data`` points at ``base``, ``pool`` at ``pool_base``."""
+def _run(base, pos, end, ops, st, stop, pool, tmp):  # type: ignore[no-untyped-def]
+    """Does the program ops[st:stop] match the text at address ``base``,
+    bytes pos to end, whole?  1 yes, 0 no, 2 defer to the regexes."""
+    data = bytes_at(base)
+    pool_base = pool.ctypes.data
     lazy = -1  # the %s step, once reached
     trial = 0  # where the text after the %s is being tried
     first = -1  # the byte that must follow the %s (its next literal's first), if any

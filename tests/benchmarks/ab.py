@@ -55,7 +55,9 @@ def imported_from(copy: Path, cwd: Path) -> list[Path]:
 
 
 def run(copy: Path, args: list[str], cwd: Path, out: Path) -> tuple[float, float, int, int]:
-    """(wall s, cpu s, peak RSS KiB, exit code) of one run."""
+    """(wall s, cpu s, peak RSS KiB, exit code) of one run.  (The child's peak
+    RSS starts at this process's, inherited through fork: ≈ 30 MB here, far
+    below any export's; run_all.py uses GNU time for its small commands.)"""
     shutil.rmtree(out, ignore_errors=True)
     argv = [PY, str(RUN_COPY), str(copy), *(str(out) if a == OUT else a for a in args)]
     t0 = time.perf_counter()
