@@ -94,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="ktrace-ab-"))
     base = scratch / "base"
     try:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet",
-                        str(base), a.base], check=True)
+        made = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach",
+                               "--quiet", str(base), a.base], capture_output=True, text=True)
+        if made.returncode:
+            print(f"ab: cannot check out {a.base!r}: {made.stderr.strip()}", file=sys.stderr)
+            return 2
         sides = {"base": base, "new": a.new.resolve()}
         for name, copy in sides.items():
             got = imported_from(copy, scratch)
