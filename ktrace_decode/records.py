@@ -296,8 +296,11 @@ class _TextColumn:
             if not len(rows):
                 continue
             p, lens = _text_span(pt, rows)
-            nl = np.flatnonzero(lens > 0)
-            lens[nl] -= pt.buf[p[nl] + lens[nl] - 1] == ord("\n")
+            # One trailing newline off.  For an empty text p + lens - 1 is its
+            # header's last byte (the top byte of the time, 0 below
+            # scan.TIME_LIMIT, masked anyway), so every row is read: no index
+            # of the non-empty ones to build, 2.5 -> 1.6 ms for 166k rows.
+            lens -= (pt.buf[p + lens - 1] == ord("\n")) & (lens > 0)
             v = _text_views(pt.buf, p, lens, self.first_buffer[id(pt.buf)])
             self.views.view("V16").reshape(-1)[self.pla.at(i, rows)] = v.view("V16").reshape(-1)
 

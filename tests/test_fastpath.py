@@ -182,3 +182,11 @@ def test_merge_places_rows_in_time_cpu_seq_order(times_per_cpu, per_part):
     got = records_frame(parts, columns=cols, merge=True)
     want = records_frame(parts, columns=cols).sort("time_us", "cpu", "seq", maintain_order=True)
     assert_frame_equal(got, want)
+
+
+def test_an_empty_text_stays_empty_and_one_trailing_newline_goes():
+    t = 5_000_000
+    data = b"".join([text_rec(t - 10, "a: b\n"), text_rec(t, ""), text_rec(t + 5, "\n"),
+                     text_rec(t + 10, "c: d\n\n")])
+    recs, _, _ = decode_bytes(data)
+    assert recs["text"].to_list() == ["a: b", "", "", "c: d\n"]
