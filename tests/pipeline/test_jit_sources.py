@@ -10,6 +10,7 @@ new hash to paste.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 from pathlib import Path
@@ -22,15 +23,14 @@ PIPELINE = Path(__file__).parents[2] / "ktrace_decode" / "pipeline"
 @pytest.mark.parametrize("module", ["_bytematch_jit", "_csv_encode_jit"])
 def test_a_loop_records_the_hash_of_the_sources_it_is_built_from(module):
     text = (PIPELINE / f"{module}.py").read_text()
-    namespace: dict[str, object] = {}
-    # Read the two constants from the source (importing needs numba).
-    for line in text.splitlines():
-        if line.startswith(("BUILT_FROM =", "BUILT_FROM_SHA256 =")):
-            exec(line, namespace)
+    # The two constants, read from the source (importing it needs numba).
+    consts = {name.strip(): ast.literal_eval(value) for name, value in
+              (line.split("=", 1) for line in text.splitlines()
+               if line.startswith(("BUILT_FROM =", "BUILT_FROM_SHA256 =")))}
     digest = hashlib.sha256()
-    for name in namespace["BUILT_FROM"]:  # type: ignore[union-attr]
+    for name in consts["BUILT_FROM"]:
         digest.update((PIPELINE / name).read_bytes())
-    assert namespace["BUILT_FROM_SHA256"] == digest.hexdigest()[:16], (
+    assert consts["BUILT_FROM_SHA256"] == digest.hexdigest()[:16], (
         f"{module}.py: set BUILT_FROM_SHA256 = \"{digest.hexdigest()[:16]}\"")
 
 
