@@ -115,7 +115,7 @@ def per_cs_of(entries: pl.DataFrame) -> pl.DataFrame:
 
     The same numbers as Polars' ``quantile(interpolation="nearest")`` (a test
     checks), computed in numpy with little temporary memory, which matters
-    at a streamed export's peak.  The groups come from one hash group_by;
+    at a streamed export's peak.  The groups come from :func:`_groups`;
     each group's order statistics from one ``np.partition`` of its values,
     linear where sorting every value was not (a sort of 3M entries per
     column plus a two-key lexsort took 0.7 s of a 10M-record export's end,
@@ -124,13 +124,10 @@ def per_cs_of(entries: pl.DataFrame) -> pl.DataFrame:
     """
     if entries.is_empty():
         return pl.DataFrame(schema=PER_CS)
-    groups = (entries.select("csid", "io_type").with_row_index("__row")
-              .group_by("csid", "io_type").agg("__row"))
-    n = groups["__row"].list.len().to_numpy().astype(np.int64)
-    rows = groups["__row"].explode().to_numpy()  # each group's entries, one after another
+    rows, n, csid, io_type = _groups(entries)
     starts = np.concatenate(([0], np.cumsum(n)[:-1]))
     out: dict[str, Any] = {
-        "csid": groups["csid"].to_numpy(), "io_type": groups["io_type"].to_numpy(),
+        "csid": csid, "io_type": io_type,
         "count": n.astype(np.uint64),
         "as_replier": np.add.reduceat(entries["idx"].to_numpy()[rows] == 0, starts)
         .astype(np.uint64),
@@ -148,6 +145,34 @@ def per_cs_of(entries: pl.DataFrame) -> pl.DataFrame:
             out[name] = column
     return (pl.DataFrame(out).with_columns(_REQ).sort("csid", "request")
             .select([pl.col(k).cast(t) for k, t in PER_CS.items()]))
+
+
+def _groups(entries: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The (csid, io_type) groups of ``entries``: every group's row numbers,
+    one group after another; each group's size, csid and io_type.
+
+    A cluster's chunk servers have nearby ids and there are a few request
+    types, so (csid, io_type) nearly always numbers into 16 bits: numpy's
+    stable sort of such keys is a radix sort (15 ms for 3M entries), where
+    Polars' group_by took 50 ms and ~210 MB of memory at a streamed export's
+    peak.  Wider keys take the group_by.
+    """
+    csid, io_type = entries["csid"].to_numpy(), entries["io_type"].to_numpy()
+    lo, width = int(csid.min()), int(io_type.max()) + 1
+    if (int(csid.max()) - lo + 1) * width <= 1 << 16:
+        key = ((csid - np.uint64(lo)) * np.uint64(width) + io_type).astype(np.uint16)
+        rows = np.argsort(key, kind="stable")
+        ordered = key[rows]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        n = np.diff(np.append(starts, len(rows)))
+        first = ordered[starts].astype(np.uint64)
+        return (rows, n, first // np.uint64(width) + np.uint64(lo),
+                (first % np.uint64(width)).astype(np.uint16))
+    groups = (entries.select("csid", "io_type").with_row_index("__row")
+              .group_by("csid", "io_type").agg("__row"))
+    return (groups["__row"].explode().to_numpy().astype(np.intp),
+            groups["__row"].list.len().to_numpy().astype(np.int64),
+            groups["csid"].to_numpy(), groups["io_type"].to_numpy())
 
 
 def per_ino(records: pl.LazyFrame) -> pl.LazyFrame:

@@ -50,9 +50,11 @@ def test_per_ino_and_slowest():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 4), st.sampled_from([257, 259, 263, 999]),
-                          st.integers(0, 3), st.integers(0, 2**32 - 1), st.integers(0, 50)),
-                max_size=120))
+@given(st.lists(st.tuples(
+    # Nearby chunk-server ids (the 16-bit sort), and ids far apart (the group_by).
+    st.one_of(st.integers(1, 4), st.sampled_from([0, 2**40, 2**64 - 1])),
+    st.sampled_from([257, 259, 263, 999, 65535]),
+    st.integers(0, 3), st.integers(0, 2**32 - 1), st.integers(0, 50)), max_size=120))
 def test_per_cs_of_equals_polars_quantiles(rows):
     """The numpy per-server table equals a Polars group_by with the same
     "nearest" quantiles, ties and group sizes of every kind included."""
