@@ -13,7 +13,7 @@ import polars as pl
 from .. import iolatency
 from ..decode import Decoded
 from . import storage, tables
-from .episodes import episodes
+from .episodes import compiled, episodes
 from .events import events, record_type_counts
 from .summary import Selection, summarize
 
@@ -46,7 +46,8 @@ def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Ana
     from the collected events, so the regex classification runs once.
     """
     records = decoded.records.lazy()
-    windows = decoded.drop_windows().lazy()
+    drops = decoded.drop_windows()
+    windows = drops.lazy()
     joined = tables.cs_joined(records, decoded.cs.lazy())  # one join for both cs tables
     ev, iot, iot_cs, entries, loss = pl.collect_all([
         events(records),
@@ -57,7 +58,9 @@ def analyze_decoded(decoded: Decoded, selection: Selection | None = None) -> Ana
                     decoded.files_frame().lazy()),
     ])
     cs = tables.cs_latency_of(entries)
-    inv = episodes(ev.lazy(), windows).collect()
+    inv = compiled(ev, drops)
+    if inv is None:
+        inv = episodes(ev.lazy(), windows).collect()
     nodes = tables.nodes(inv.lazy()).collect()
     sel = selection or Selection()
     summary = summarize(decoded, ev, inv, sel, record_type_counts(decoded.records["type"]))

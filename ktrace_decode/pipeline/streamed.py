@@ -45,7 +45,7 @@ from ..formats import layouts as L
 from ..safe_output import OutputDir, excel_safe_frame
 from ..sources import open_dump
 from . import csv_encode, storage, tables
-from .episodes import ATTACHED_EVENTS, STATE_EVENTS, episodes
+from .episodes import ATTACHED_EVENTS, STATE_EVENTS, compiled, episodes
 from .events import catalogue_events, classified, from_classified, record_type_counts
 from .summary import Selection, summarize
 
@@ -246,9 +246,14 @@ def _stack(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _episodes(ev: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame:
-    """:func:`.episodes.episodes`, run on slices of the nodeids, EPISODE_ROWS
-    events at a time: its sorts and window functions need several copies of
-    their input, and a nodeid's episodes depend on its own events only."""
+    """The episodes of the kept events: by the compiled loop (numba is loaded
+    by then), else by :func:`.episodes.episodes` run on slices of the
+    nodeids, EPISODE_ROWS events at a time: its sorts and window functions
+    need several copies of their input, and a nodeid's episodes depend on
+    its own events only."""
+    fast = compiled(ev, windows)
+    if fast is not None:
+        return fast
     k = -(-ev.height // EPISODE_ROWS)
     if k <= 1:
         return episodes(ev.lazy(), windows.lazy()).collect()
