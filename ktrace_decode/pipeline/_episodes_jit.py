@@ -68,20 +68,32 @@ def nodeid_order(code, nodeid, lo, passes, order, tmp, counts):  # type: ignore[
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def count_episodes(order, code, nodeid):  # type: ignore[no-untyped-def]
+def gather(order, time_us, cpu, code, nodeid, err, err_valid,  # type: ignore[no-untyped-def]
+           s_time, s_cpu, s_code, s_nodeid, s_err, s_err_valid):
+    """The events' columns in ``order``: read once at random here, where the
+    two passes over them read them in sequence (85 -> ~10 ms for 2.3M
+    events, reading through ``order`` in each pass)."""
+    for i in range(len(order)):
+        r = order[i]
+        s_time[i], s_cpu[i], s_code[i] = time_us[r], cpu[r], code[r]
+        s_nodeid[i], s_err[i], s_err_valid[i] = nodeid[r], err[r], err_valid[r]
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def count_episodes(code, nodeid):  # type: ignore[no-untyped-def]
     """A bound on the rows :func:`fill_episodes` fills: the episodes the
     work-function events open, plus one per nodeid with pending/waiting
     events (its possible extra episode)."""
-    n = len(order)
+    n = len(code)
     total = 0
     a = 0
     while a < n:
-        node = nodeid[order[a]]
+        node = nodeid[a]
         is_open = False
         attached = False
         b = a
-        while b < n and nodeid[order[b]] == node:
-            c = code[order[b]]
+        while b < n and nodeid[b] == node:
+            c = code[b]
             if c > END:
                 attached = True
             elif not is_open:
@@ -96,24 +108,24 @@ def count_episodes(order, code, nodeid):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def fill_episodes(order, time_us, cpu, code, nodeid, err, err_valid,  # type: ignore[no-untyped-def]
+def fill_episodes(time_us, cpu, code, nodeid, err, err_valid,  # type: ignore[no-untyped-def]
                   out_nodeid, start_us, start_cpu, end_us, end_cpu, attempts,
                   write_errors, pages_errors, last_err, pending, blocked,
                   attached_first, wait_first, has):
-    """Fill one row per episode (episode order within each nodeid, nodeids in
-    ``order``'s order); the number of rows filled."""
-    n = len(order)
+    """Fill one row per episode of the events (in (nodeid, time_us, cpu, seq)
+    order, see :func:`gather`): episode order within each nodeid, nodeids in
+    the events' order.  The number of rows filled."""
+    n = len(code)
     k = 0
     a = 0
     while a < n:
-        node = nodeid[order[a]]
+        node = nodeid[a]
         b = a
-        while b < n and nodeid[order[b]] == node:
+        while b < n and nodeid[b] == node:
             b += 1
         first = k  # the nodeid's episodes are rows first .. k - 1
         is_open = False
-        for j in range(a, b):
-            r = order[j]
+        for r in range(a, b):
             c = code[r]
             if c > END:
                 continue
@@ -149,8 +161,7 @@ def fill_episodes(order, time_us, cpu, code, nodeid, err, err_valid,  # type: ig
         # episode shared by all such events of the nodeid.
         p = first
         extra = -1
-        for j in range(a, b):
-            r = order[j]
+        for r in range(a, b):
             c = code[r]
             if c <= END:
                 continue

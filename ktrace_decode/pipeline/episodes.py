@@ -266,13 +266,17 @@ def compiled(events: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame | None
     else:
         order = events.select(pl.arg_sort_by(["nodeid", *ORDER])).to_series().to_numpy()
         order = order[code[order] != jit.NONE]
-    time_us, cpu = events["time_us"].to_numpy(), events["cpu"].to_numpy()
     err = events["err"]
-    err_valid, err = err.is_not_null().to_numpy(), err.fill_null(0).to_numpy()
-    rows = jit.count_episodes(order, code, nodeid)
+    columns = (events["time_us"].to_numpy(), events["cpu"].to_numpy(), code, nodeid,
+               err.fill_null(0).to_numpy(), err.is_not_null().to_numpy())
+    del code, nodeid, err
+    ordered = tuple(np.empty(len(order), c.dtype) for c in columns)
+    jit.gather(order, *columns, *ordered)
+    del order, columns
+    rows = jit.count_episodes(ordered[2], ordered[3])
     out = {name: np.empty(rows, dtype) for name, dtype in _LOOP_COLUMNS.items()}
-    k = jit.fill_episodes(order, time_us, cpu, code, nodeid, err, err_valid, *out.values())
-    del order, code, nodeid, time_us, cpu, err, err_valid
+    k = jit.fill_episodes(*ordered, *out.values())
+    del ordered
     return _episode_frame({name: a[:k] for name, a in out.items()}, windows, jit)
 
 
