@@ -242,37 +242,35 @@ def compiled(events: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame | None
     statement of the rules).  Why a second path: a big export's end waits
     for its episodes, and the plan's sorts, joins and window functions took
     0.57 s of a 10M-record export's (in slices, to bound its memory); this
-    is one sort of the row numbers and two passes over the events.
+    is a radix sort of the events on their nodeid and two passes over them.
     """
     if ((events.height < COMPILED_MIN_ROWS and "numba" not in sys.modules)
             or _loop() is None):
         return None
     jit = _loop()
-    n = events.height
+    if not events.select(_in_order()).item():
+        # Rarely (a CPU's clock going back): merged order first, so that the
+        # stable sort on the nodeid below gives (nodeid, time_us, cpu, seq).
+        events = events.sort(*ORDER)
     code = events.select(_codes(events.schema["event"], jit.NONE)).to_series().to_numpy()
     nodeid = events["nodeid"].fill_null(0).to_numpy()
-    if events.select(_in_order()).item():
-        # Merged order: a stable sort on the nodeid alone (see _node_order).
-        present = nodeid[code != jit.NONE]
-        lo = int(present.min()) if len(present) else 0
-        bits = (int(present.max()) - lo).bit_length() if len(present) else 0
-        del present
-        order, tmp = np.empty(n, np.uint32), np.empty(n, np.uint32)
-        m, which = jit.nodeid_order(code, nodeid, np.uint64(lo),
-                                    -(-bits // jit.RADIX_BITS), order, tmp,
-                                    np.empty(1 << jit.RADIX_BITS, np.int64))
-        order = (order if which == 0 else tmp)[:m]
-        del tmp
-    else:
-        order = events.select(pl.arg_sort_by(["nodeid", *ORDER])).to_series().to_numpy()
-        order = order[code[order] != jit.NONE]
+    present = nodeid[code != jit.NONE]
+    lo = int(present.min()) if len(present) else 0
+    passes = -(-(int(present.max()) - lo).bit_length() // jit.RADIX_BITS) if len(present) else 0
+    m = len(present)
+    del present
     err = events["err"]
     columns = (events["time_us"].to_numpy(), events["cpu"].to_numpy(), code, nodeid,
                err.fill_null(0).to_numpy(), err.is_not_null().to_numpy())
     del code, nodeid, err
-    ordered = tuple(np.empty(len(order), c.dtype) for c in columns)
-    jit.gather(order, *columns, *ordered)
-    del order, columns
+    counts = np.empty(1 << jit.RADIX_BITS, np.int64)
+    sets = [tuple(np.empty(m, c.dtype) for c in columns)]
+    jit.first_pass(*columns, np.uint64(lo), *sets[0], counts)
+    del columns  # (~55 MB for a 10M-record export's 2.3M events)
+    if passes > 1:
+        sets.append(tuple(np.empty(m, a.dtype) for a in sets[0]))
+    ordered = sets[jit.sort_events(m, np.uint64(lo), passes, *sets[0], *sets[-1], counts)]
+    del sets
     rows = jit.count_episodes(ordered[2], ordered[3])
     out = {name: np.empty(rows, dtype) for name, dtype in _LOOP_COLUMNS.items()}
     k = jit.fill_episodes(*ordered, *out.values())

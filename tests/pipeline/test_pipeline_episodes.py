@@ -6,6 +6,8 @@ Every test runs both ways of computing them: the Polars plan
 
 from __future__ import annotations
 
+import random
+
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -230,3 +232,27 @@ def test_without_numba_loaded_small_inputs_take_the_plan(monkeypatch):
                                    "before_us": pl.UInt64, "at_least": pl.UInt64})
     monkeypatch.delitem(sys.modules, "numba", raising=False)
     assert compiled(ev, windows) is None
+
+
+@pytest.mark.parametrize("spread", [0, 2**11 - 1, 2**11, 2**22 + 5, 2**33, 2**64 - 1])
+def test_every_number_of_sort_passes_gives_the_plans_episodes(spread):
+    # The loop radix-sorts 11 bits of the nodeid range per pass: from one
+    # nodeid (no pass beyond the first) to the whole 64 bits (six passes).
+    rnd = random.Random(spread)
+    nodeids = sorted({spread, 0, *(rnd.randint(0, spread) for _ in range(30))})
+    n = 3000
+    ev = pl.DataFrame(
+        {"time_us": sorted(rnd.randrange(10**6) for _ in range(n)),
+         "cpu": [rnd.randrange(4) for _ in range(n)], "seq": list(range(n)),
+         "event": [rnd.choice(_EVENT_NAMES[:6]) for _ in range(n)],
+         "nodeid": [rnd.choice(nodeids) for _ in range(n)], "fh": [None] * n,
+         "err": [rnd.choice([None, -5, -11]) for _ in range(n)]},
+        schema={k: schema.EVENTS[k] for k in ("time_us", "cpu", "seq", "event", "nodeid",
+                                               "fh", "err")})
+    windows = pl.DataFrame({"cpu": [0], "after_us": [400_000], "before_us": [400_100],
+                            "at_least": [1]},
+                           schema={"cpu": pl.UInt16, "after_us": pl.UInt64,
+                                   "before_us": pl.UInt64, "at_least": pl.UInt64})
+    got = run(ev, windows, "compiled")
+    assert got.height > 10
+    assert_frame_equal(got, run(ev, windows, "plan"))
