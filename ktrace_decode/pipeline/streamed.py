@@ -173,9 +173,15 @@ class TableWriter:
             self._parquet.close()
 
 
-def _per_cpu(batch: pl.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _cpu_order(batch: pl.DataFrame) -> np.ndarray:
+    """Row positions of ``batch`` by CPU, stable (both edge tables start from it)."""
+    return np.argsort(batch["cpu"].to_numpy(), kind="stable")
+
+
+def _per_cpu(batch: pl.DataFrame, key: str, by_cpu: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row positions of ``batch`` sorted by (cpu, ``key``), and the cpu and
-    ``key`` columns in that order.
+    ``key`` columns in that order (``by_cpu``: :func:`_cpu_order`, if known).
 
     A batch is in merged time order, so within a CPU it is almost always in
     seq and offset order already: one stable sort on the CPU number, then
@@ -183,7 +189,7 @@ def _per_cpu(batch: pl.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.
     """
     cpu = batch["cpu"].to_numpy()
     k = batch[key].to_numpy()
-    order = np.argsort(cpu, kind="stable")
+    order = _cpu_order(batch) if by_cpu is None else by_cpu
     ks, cs = k[order], cpu[order]
     if np.any((ks[1:] < ks[:-1]) & (cs[1:] == cs[:-1])):
         order = np.lexsort((k, cpu))
@@ -196,12 +202,12 @@ def _keep(batch: pl.DataFrame, order: np.ndarray, keep: np.ndarray,
     return batch.select(columns)[order[keep]]
 
 
-def _seq_edges(batch: pl.DataFrame) -> pl.DataFrame:
+def _seq_edges(batch: pl.DataFrame, by_cpu: np.ndarray | None = None) -> pl.DataFrame:
     """The rows drop windows need: every record with ovfl > 0 and every record
     whose successor on its CPU (by seq) is not the next one in this batch or
     has ovfl > 0.  Whatever batch the predecessor of a drop lands in, it is
     kept, so :func:`decode.drop_windows` of the kept rows is exact."""
-    order, cpu, seq = _per_cpu(batch, "seq")
+    order, cpu, seq = _per_cpu(batch, "seq", by_cpu)
     seq = seq.astype(np.int64)
     drop = batch["ovfl"].to_numpy()[order] > 0
     keep = drop.copy()
@@ -211,11 +217,11 @@ def _seq_edges(batch: pl.DataFrame) -> pl.DataFrame:
     return _keep(batch, order, keep, ("cpu", "seq", "time_us", "ovfl"))
 
 
-def _offset_edges(batch: pl.DataFrame) -> pl.DataFrame:
+def _offset_edges(batch: pl.DataFrame, by_cpu: np.ndarray | None = None) -> pl.DataFrame:
     """The rows :func:`tables.loss` needs: records with a byte gap (or the batch's
     end) right before or after them on their CPU.  A skipped range lies in
     such a gap, so its neighbours are always kept."""
-    order, cpu, off = _per_cpu(batch, "offset")
+    order, cpu, off = _per_cpu(batch, "offset", by_cpu)
     end = off + (L.HEADER_SIZE + batch["pdu_len"].to_numpy()[order].astype(np.uint64))
     brk = (cpu[1:] != cpu[:-1]) | (off[1:] != end[:-1])  # between row i and i + 1
     keep = np.ones(len(order), bool)
@@ -444,8 +450,9 @@ class StreamExport:
         kept.kinds.update(record_type_counts(batch["type"]))
         kept.events.append(kept_ev)
         kept.entries.append(ent)
-        kept.seq_edges.append(_seq_edges(batch))
-        kept.offset_edges.append(_offset_edges(batch))
+        by_cpu = _cpu_order(batch)
+        kept.seq_edges.append(_seq_edges(batch, by_cpu))
+        kept.offset_edges.append(_offset_edges(batch, by_cpu))
 
     def _finish(self, path: str, decoded: D.Decoded, kept: _Kept) -> DumpResult:
         ev = _stack(kept.events)
