@@ -1,14 +1,16 @@
-"""The compiled loop of :func:`.episodes.episodes_of` (imported only when numba is wanted).
+"""The compiled loops of :func:`.episodes.compiled` (imported only when numba is wanted).
 
 Kept apart, like :mod:`._bytematch_jit`, so that importing :mod:`.episodes`
-never imports numba.  The rules are :mod:`.episodes`' (its module doc);
-here they are one walk over the patch's events in (nodeid, time_us, cpu,
-seq) order, a nodeid at a time: its work-function events open, count and
-close episodes, then its pending/waiting events are placed with a pointer
-that only moves forward (both they and the closed episodes' end_us are in
-time order).  Two passes: the first bounds the episodes (at most one row
-more per nodeid), so that the caller allocates about their rows; a bound of
-one row per event would cost ~200 MB at a 10M-record export's peak.
+never imports numba.  The rules are :mod:`.episodes`' (its module doc).
+The events are first put in (nodeid, time_us, cpu, seq) order by a radix
+sort that moves whole events (:func:`first_pass`, :func:`sort_events`);
+then each nodeid's events are walked: its work-function events open, count
+and close episodes, then its pending/waiting events are placed with a
+pointer that only moves forward (both they and the closed episodes' end_us
+are in time order).  :func:`count_episodes` bounds the episodes first (at
+most one row more per nodeid), so that the caller allocates about their
+rows; a bound of one row per event would cost ~200 MB at a 10M-record
+export's peak.
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ and its fields are read at its opening and closing rows (running counts,
 gathers) instead of through window functions and group-bys.  Pending/waiting
 events are placed with an as-of join on end_us by nodeid, and the overlap
 test is one more as-of join against a suffix minimum.
+
+:func:`compiled` gives the same frame from collected events by a compiled
+loop (:mod:`._episodes_jit`): a big export's end waits for its episodes.
 """
 
 from __future__ import annotations
