@@ -114,16 +114,14 @@ def count_episodes(code, nodeid):  # type: ignore[no-untyped-def]
     """A bound on the rows :func:`fill_episodes` fills: the episodes the
     work-function events open, plus one per nodeid with pending/waiting
     events (its possible extra episode)."""
-    n = len(code)
     total = 0
     a = 0
-    while a < n:
-        node = nodeid[a]
+    while a < len(code):
+        b = _group_end(nodeid, a)
         is_open = False
         attached = False
-        b = a
-        while b < n and nodeid[b] == node:
-            c = code[b]
+        for r in range(a, b):
+            c = code[r]
             if c > END:
                 attached = True
             elif not is_open:
@@ -131,10 +129,18 @@ def count_episodes(code, nodeid):  # type: ignore[no-untyped-def]
                 is_open = c != END
             elif c == END:
                 is_open = False
-            b += 1
         total += attached
         a = b
     return total
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _group_end(nodeid, a):  # type: ignore[no-untyped-def]
+    """The end of the run of equal nodeids that starts at row ``a``."""
+    b = a + 1
+    while b < len(nodeid) and nodeid[b] == nodeid[a]:
+        b += 1
+    return b
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -145,14 +151,11 @@ def fill_episodes(time_us, cpu, code, nodeid, err, err_valid,  # type: ignore[no
     """Fill one row per episode of the events (in (nodeid, time_us, cpu, seq)
     order, see :func:`sort_events`): episode order within each nodeid, nodeids in
     the events' order.  The number of rows filled."""
-    n = len(code)
     k = 0
     a = 0
-    while a < n:
+    while a < len(code):
         node = nodeid[a]
-        b = a
-        while b < n and nodeid[b] == node:
-            b += 1
+        b = _group_end(nodeid, a)
         first = k  # the nodeid's episodes are rows first .. k - 1
         is_open = False
         for r in range(a, b):
