@@ -251,6 +251,10 @@ def compiled(events: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame | None
             or _loop() is None):
         return None
     jit = _loop()
+    if not _kept(events.schema["event"]):
+        # A whole events frame (analyze_decoded's): only the patch's events
+        # are copied out of it below, not every record's.
+        events = events.filter(pl.col("event").is_in(PATCH_ORDER))
     if not events.select(_in_order()).item():
         # Rarely (a CPU's clock going back): merged order first, so that the
         # stable sort on the nodeid below gives (nodeid, time_us, cpu, seq).
@@ -281,11 +285,16 @@ def compiled(events: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame | None
     return _episode_frame({name: a[:k] for name, a in out.items()}, windows, jit)
 
 
+def _kept(event: pl.DataType) -> bool:
+    """Is ``event`` an Enum of PATCH_ORDER (a streamed export's kept events)?"""
+    return isinstance(event, pl.Enum) and tuple(event.categories.to_list()) == PATCH_ORDER
+
+
 def _codes(event: pl.DataType, none: int) -> pl.Expr:
     """The loop's event code of every row (UInt8): the position in
     PATCH_ORDER, ``none`` for other events and rows without a nodeid."""
-    if isinstance(event, pl.Enum) and tuple(event.categories.to_list()) == PATCH_ORDER:
-        code = pl.col("event").to_physical().cast(pl.UInt8)  # a streamed export's kept events
+    if _kept(event):
+        code = pl.col("event").to_physical().cast(pl.UInt8)
     else:
         code = pl.col("event").cast(pl.String).replace_strict(
             {name: i for i, name in enumerate(PATCH_ORDER)}, default=none,
