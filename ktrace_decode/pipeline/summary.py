@@ -133,47 +133,68 @@ def _episode(row: dict[str, Any], sel: Selection, trace_last: int | None) -> dic
 
 def invalidation_sections(inv: pl.DataFrame, events: pl.DataFrame, sel: Selection,
                           trace_last: int | None) -> dict[str, Any]:
-    eps = inv.filter(_overlaps(sel))
-    ev = events.filter(_in_window(sel))
-    dur = eps["duration_us"].drop_nulls()
-    status = dict(eps.group_by("status").len().iter_rows())
-    retries = eps["attempts"].cast(pl.Int64) - eps["start_us"].is_not_null().cast(pl.Int64)
-
-    def q(p: float) -> int | None:
-        return _int(dur.quantile(p, interpolation=INTERPOLATION)) if dur.len() else None
-
-    slowest = (eps.filter(pl.col("duration_us").is_not_null())
-               .sort("duration_us", "nodeid", "start_us", descending=[True, False, False])
-               .head(sel.top))
-    stuck = (eps.filter(pl.col("status") == "in_progress")
-             .sort(pl.coalesce("first_seen_us", "start_us"), "nodeid", nulls_last=True))
-    errs = (ev.filter(pl.col("event").is_in(("write_error", "pages_error")))
-            .group_by("event", "err").len()
-            # by name, also when the caller keeps events as categories (streamed.py)
-            .sort("len", pl.col("event").cast(pl.String), "err",
-                  descending=[True, False, False]))
-    waits = eps.filter(pl.col("max_open_wait_us").is_not_null()).sort(
-        "max_open_wait_us", "nodeid", descending=[True, False])
+    # One collect_all: Polars runs the queries side by side, not one eager
+    # step after another (a 10M-record export's 600k episodes and 2.3M patch
+    # events: 29-57 -> 21-26 ms alone, ~10 ms less of the export's end).
+    eps = inv.lazy().filter(_overlaps(sel))
+    ev = events.lazy().filter(_in_window(sel))
+    dur = pl.col("duration_us").drop_nulls()
+    retries = pl.col("attempts").cast(pl.Int64) - pl.col("start_us").is_not_null().cast(pl.Int64)
     pend = ev.filter(pl.col("event") == "pending")
+    queries = [
+        eps.select(
+            pl.len().alias("episodes"), pl.col("nodeid").n_unique().alias("nodeids"),
+            pl.col("lost_overlap").sum().alias("lost_overlap"),
+            dur.len().alias("count"),
+            *(dur.quantile(p, interpolation=INTERPOLATION).alias(f"p{round(p * 100)}")
+              for p in (0.5, 0.9, 0.99)),
+            dur.max().alias("max"), dur.sum().alias("total"),
+            retries.sum().alias("retries"), (retries > 0).sum().alias("with_retries"),
+            pl.col("attempts").max().alias("max_attempts"),
+            pl.col("blocked_opens").sum().alias("blocked"),
+            (pl.col("blocked_opens") > 0).sum().alias("blocked_episodes"),
+            pl.col("pending_files").sum().alias("pending")),
+        eps.group_by("status").len(),
+        (eps.filter(pl.col("duration_us").is_not_null())
+         .sort("duration_us", "nodeid", "start_us", descending=[True, False, False])
+         .head(sel.top)),
+        (eps.filter(pl.col("status") == "in_progress")
+         .sort(pl.coalesce("first_seen_us", "start_us"), "nodeid", nulls_last=True)),
+        (ev.filter(pl.col("event").is_in(("write_error", "pages_error")))
+         .group_by("event", "err").len()
+         # by name, also when the caller keeps events as categories (streamed.py)
+         .sort("len", pl.col("event").cast(pl.String), "err",
+               descending=[True, False, False])),
+        (eps.filter(pl.col("max_open_wait_us").is_not_null())
+         .sort("max_open_wait_us", "nodeid", descending=[True, False]).head(1)),
+        pend.select(pl.struct("nodeid", "fh").n_unique().alias("distinct_files"),
+                    pl.col("nodeid").n_unique().alias("nodeids")),
+    ]
+    if sel.nodeid is not None:
+        queries.append(eps)
+    stats_df, status_df, slowest, stuck, errs, waits, pend_df, *picked = pl.collect_all(queries)
+    stats, pending = stats_df.row(0, named=True), pend_df.row(0, named=True)
+    status = dict(status_df.iter_rows())
     out: dict[str, Any] = {
         "invalidations": {
-            "episodes": eps.height,
-            "nodeids": eps["nodeid"].n_unique(),
+            "episodes": stats["episodes"],
+            "nodeids": stats["nodeids"],
             "complete": int(status.get("complete", 0)),
             "in_progress": int(status.get("in_progress", 0)),
             "no_start": int(status.get("no_start", 0)),
-            "lost_overlap": int(eps["lost_overlap"].sum()),
+            "lost_overlap": int(stats["lost_overlap"]),
             "duration_us": {
-                "count": dur.len(), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
-                "max": _int(dur.max()), "total": int(dur.sum()),
+                "count": stats["count"],
+                **{q: _int(stats[q]) for q in ("p50", "p90", "p99")},
+                "max": _int(stats["max"]), "total": int(stats["total"]),
             },
         },
         "slowest": [_episode(r, sel, trace_last) for r in slowest.iter_rows(named=True)],
         "in_progress": [_episode(r, sel, trace_last) for r in stuck.iter_rows(named=True)],
         "retries": {
-            "retries": int(retries.sum()),
-            "episodes_with_retries": int((retries > 0).sum()),
-            "max_attempts": _int(eps["attempts"].max()),
+            "retries": int(stats["retries"]),
+            "episodes_with_retries": int(stats["with_retries"]),
+            "max_attempts": _int(stats["max_attempts"]),
         },
         "errors": [
             {"kind": "write" if e == "write_error" else "pages", "err": _int(err),
@@ -181,19 +202,19 @@ def invalidation_sections(inv: pl.DataFrame, events: pl.DataFrame, sel: Selectio
             for e, err, n in errs.iter_rows()
         ],
         "blocked_opens": {
-            "count": int(eps["blocked_opens"].sum()),
-            "episodes": int((eps["blocked_opens"] > 0).sum()),
+            "count": int(stats["blocked"]),
+            "episodes": int(stats["blocked_episodes"]),
             "worst_wait_us": _int(waits["max_open_wait_us"][0]) if waits.height else None,
             "worst_nodeid": _int(waits["nodeid"][0]) if waits.height else None,
         },
         "poisoned_files": {
-            "count": int(eps["pending_files"].sum()),
-            "distinct_files": pend.select(pl.struct("nodeid", "fh").n_unique()).item(),
-            "nodeids": pend["nodeid"].n_unique(),
+            "count": int(stats["pending"]),
+            "distinct_files": pending["distinct_files"],
+            "nodeids": pending["nodeids"],
         },
     }
-    if sel.nodeid is not None:
-        out["episodes"] = [_episode(r, sel, trace_last) for r in eps.iter_rows(named=True)]
+    if picked:
+        out["episodes"] = [_episode(r, sel, trace_last) for r in picked[0].iter_rows(named=True)]
     return out
 
 
