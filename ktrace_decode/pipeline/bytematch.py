@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ import pyarrow as pa
 
 from .. import records
 from ..formats import messages as M
+from . import jit_loops
 
 # Opcodes.  A program is rows of (opcode, a, b, slot).
 LIT = 0  # bytes pool[a : a + b]
@@ -210,13 +210,9 @@ def worth_it(rows: int) -> bool:
     return available()
 
 
-@cache
 def _kernel() -> Any:
-    try:
-        from . import _bytematch_jit
-    except ImportError:  # numba missing or broken on this platform
-        return None
-    return _bytematch_jit.match_rows
+    loops = jit_loops.load("_bytematch_jit")
+    return None if loops is None else loops.match_rows
 
 
 def match(text: pa.Array, progs: Programs) -> Matched:

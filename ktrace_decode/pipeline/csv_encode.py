@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from . import bytematch
+from . import bytematch, jit_loops
 
 
 def field(value: str) -> bytes:
@@ -47,13 +46,8 @@ def header(names: Sequence[str]) -> bytes:
     return b",".join(field(n) for n in names) + b"\n"
 
 
-@cache
 def _jit() -> Any:
-    try:
-        from . import _csv_encode_jit
-    except ImportError:  # numba missing or broken on this platform
-        return None
-    return _csv_encode_jit
+    return jit_loops.load("_csv_encode_jit")
 
 
 def worth_it(rows: int) -> bool:

@@ -33,13 +33,13 @@ loop (:mod:`._episodes_jit`): a big export's end waits for its episodes.
 from __future__ import annotations
 
 import sys
-from functools import cache
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from .. import schema
+from . import jit_loops
 
 ORDER = ("time_us", "cpu", "seq")
 STATE_EVENTS = ("start", "write_error", "pages_error", "end")
@@ -227,13 +227,8 @@ def episodes(events: pl.LazyFrame, windows: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-@cache
 def _loop() -> Any:
-    try:
-        from . import _episodes_jit
-    except ImportError:  # numba missing or broken on this platform
-        return None
-    return _episodes_jit
+    return jit_loops.load("_episodes_jit")
 
 
 def compiled(events: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame | None:

@@ -42,3 +42,27 @@ def test_the_recorded_sources_are_every_module_a_loop_imports(module):
     local = {line.split()[1].lstrip(".") + ".py" for line in text.splitlines()
              if line.startswith("from .")}
     assert set(mod.BUILT_FROM) == local
+
+
+def test_a_loop_that_cannot_be_imported_is_none(monkeypatch):
+    import sys
+
+    from ktrace_decode.pipeline import jit_loops
+
+    # numba missing: importing a loop module raises ImportError.
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.delitem(sys.modules, "ktrace_decode.pipeline._episodes_jit", raising=False)
+    jit_loops.load.cache_clear()
+    try:
+        assert jit_loops.load("_episodes_jit") is None
+    finally:
+        jit_loops.load.cache_clear()
+
+
+def test_a_loop_module_is_loaded_once():
+    pytest.importorskip("numba")
+    from ktrace_decode.pipeline import jit_loops
+
+    first = jit_loops.load("_csv_encode_jit")
+    assert first is not None and first.__name__ == "ktrace_decode.pipeline._csv_encode_jit"
+    assert jit_loops.load("_csv_encode_jit") is first
