@@ -196,7 +196,7 @@ def _python_text(raw: bytes) -> str:
     return s[:-1] if s.endswith("\n") else s
 
 
-class _Placement:
+class Placement:
     """Where the rows of each part go in the output table (one pass per column).
 
     Columns are written straight into their output position (a scatter by
@@ -275,7 +275,7 @@ class _TextColumn:
     array without a second validation.
     """
 
-    def __init__(self, pla: _Placement, valid: np.ndarray, nul_cut: bool = True) -> None:
+    def __init__(self, pla: Placement, valid: np.ndarray, nul_cut: bool = True) -> None:
         self.pla = pla
         self.valid = valid
         self.nul_cut = nul_cut
@@ -342,7 +342,7 @@ def _text_span(pt: Part, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pt.starts[rows] + _H, np.where(pdu > _LONG, _LONG - 1, np.maximum(pdu - 1, 0))
 
 
-def _repair(pl_: _Placement, valid: np.ndarray, views: np.ndarray,
+def _repair(pl_: Placement, valid: np.ndarray, views: np.ndarray,
             buffers: list[pa.Buffer], odd: np.ndarray) -> pl.Series:
     """Text when some rows hold a NUL or invalid UTF-8: those rows are decoded in Python."""
     n = pl_.n
@@ -462,7 +462,7 @@ def records_frame(parts: Sequence[Part], order: np.ndarray | None = None,
     """
     want = list(schema.RECORDS) if columns is None else [c for c in schema.RECORDS
                                                           if c in set(columns)]
-    pla = _Placement(parts, order, merge and bool(parts))
+    pla = Placement(parts, order, merge and bool(parts))
     n = pla.n
     if n == 0:
         return schema.empty({c: schema.RECORDS[c] for c in want})
@@ -543,7 +543,7 @@ def _nullable(name: str, values: np.ndarray, valid: pa.Buffer, nulls: int) -> pl
     return arrow_series(name, arr)
 
 
-def _payloads(pla: _Placement) -> pl.Series:
+def _payloads(pla: Placement) -> pl.Series:
     s = pl.repeat(None, pla.n, dtype=pl.Binary, eager=True).alias("payload")
     idx: list[np.ndarray] = []
     vals: list[bytes] = []

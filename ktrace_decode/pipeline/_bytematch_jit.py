@@ -6,8 +6,11 @@ opcodes and tables are described there.
 One function body, no calls and no reference counting (``_nrt=False``):
 numba passes arrays to a helper it does not inline as structs, with a
 reference count update for each, which made a first version with a helper
-per step four times slower.  The programs are run by a small backtracking
-loop (the only backtracking point is the one lazy ``%s``).
+per step four times slower.  So the helpers (:func:`classify_text`,
+:func:`take_fields`, :func:`_run`) are inlined by numba (``inline="always"``)
+into this loop and into :mod:`._fused_jit`'s, which classifies the same way.
+The programs are run by a small backtracking loop (the only backtracking
+point is the one lazy ``%s``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ def match_rows(n, views, valid, addrs, sizes, pool, funcs, spans, ops,  # type: 
     is adjusted and range-checked here (see ``compile_catalogue``)."""
     nbufs = len(addrs)
     fv_base = func_views.ctypes.data
-    pool_base = pool.ctypes.data
     for i in range(n):
         if not valid[i]:
             continue
@@ -52,21 +54,7 @@ def match_rows(n, views, valid, addrs, sizes, pool, funcs, spans, ops,  # type: 
             t = addrs[bi] + off
         if ln < 0:
             continue
-        # The function: the text before the first ": " (str.splitn, str.partition).
-        k = -1
-        j = 0
-        while j + 17 <= ln:  # 16 places at a time, reading only inside the text
-            hit = find_pair16(t + j, 58, 32)
-            if hit < 16:
-                k = j + hit
-                break
-            j += 16
-        if k < 0:
-            data = bytes_at(t)
-            for q in range(j, ln - 1):
-                if data[q] == 58 and data[q + 1] == 32:
-                    k = q
-                    break
+        k, m, result = classify_text(t, ln, pool, funcs, spans, ops, tmp)
         if k < 0:
             continue
         func_len[i] = k
@@ -77,24 +65,58 @@ def match_rows(n, views, valid, addrs, sizes, pool, funcs, spans, ops,  # type: 
         else:  # the same start as the text: its prefix, buffer and offset
             copy8(fv + 4, view + 4)
             copy4(fv + 12, view + 12)
-        for m in range(funcs.shape[0]):
-            if funcs[m, 1] != k or not same_bytes(t, pool_base + funcs[m, 0], k):
-                continue
-            result = _run(t, k + 2, ln, ops, spans[m, 0], spans[m, 1], pool, tmp)
-            if result == 2:
-                defer[i] = True
-            elif result == 1:
-                code[i] = m
-                for q in range(spans[m, 0], spans[m, 1]):
-                    slot = ops[q, 3]
-                    if slot >= 0:
-                        v = tmp[slot] + adjust[m, slot]  # |tmp| < 10**18: no overflow
-                        if lo[slot] <= v <= hi[slot]:
-                            values[slot, i] = v
-                            present[slot, i] = True
-            if result != 0:
-                break
+        if result == 2:
+            defer[i] = True
+        elif result == 1:
+            code[i] = m
+            take_fields(m, spans, ops, adjust, lo, hi, tmp, values, present, i)
     return 0
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def classify_text(t, ln, pool, funcs, spans, ops, tmp):  # type: ignore[no-untyped-def]
+    """The text of ``ln`` bytes at address ``t`` against the programs:
+    (bytes of its function, -1 without a ": "; the message tried last, -1
+    if none; 0 no match, 1 a match, 2 defer to the regexes).  On a match
+    ``tmp`` holds the fields the message printed, by slot."""
+    pool_base = pool.ctypes.data
+    # The function: the text before the first ": " (str.splitn, str.partition).
+    k = -1
+    j = 0
+    while j + 17 <= ln:  # 16 places at a time, reading only inside the text
+        hit = find_pair16(t + j, 58, 32)
+        if hit < 16:
+            k = j + hit
+            break
+        j += 16
+    if k < 0:
+        data = bytes_at(t)
+        for q in range(j, ln - 1):
+            if data[q] == 58 and data[q + 1] == 32:
+                k = q
+                break
+    if k < 0:
+        return -1, -1, 0
+    for m in range(funcs.shape[0]):
+        if funcs[m, 1] != k or not same_bytes(t, pool_base + funcs[m, 0], k):
+            continue
+        result = _run(t, k + 2, ln, ops, spans[m, 0], spans[m, 1], pool, tmp)
+        if result != 0:
+            return k, m, result
+    return k, -1, 0
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def take_fields(m, spans, ops, adjust, lo, hi, tmp, values, present, i):  # type: ignore[no-untyped-def]
+    """Put the fields message ``m`` matched (in ``tmp``) in column ``i`` of
+    ``values``/``present``: adjusted, and only within their slot's range."""
+    for q in range(spans[m, 0], spans[m, 1]):
+        slot = ops[q, 3]
+        if slot >= 0:
+            v = tmp[slot] + adjust[m, slot]  # |tmp| < 10**18: no overflow
+            if lo[slot] <= v <= hi[slot]:
+                values[slot, i] = v
+                present[slot, i] = True
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")

@@ -192,6 +192,55 @@ def _bit(addr, i):  # type: ignore[no-untyped-def]
     return (bytes_at(addr)[i >> 3] >> (i & 7)) & 1
 
 
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def put_str(out, out_addr, p, src, ln):  # type: ignore[no-untyped-def]
+    """Write the ``ln`` bytes at ``src`` as a CSV string field at ``out[p]``
+    (``out`` is ``bytes_at(out_addr)``); the position after it.  ``""`` for
+    the empty string (an empty field would be a null); quoted if it holds a
+    comma, quote, CR or LF, its quotes doubled."""
+    return put_flagged(out, out_addr, p, src, ln, _flags(src, ln) if ln else 0)
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def put_flagged(out, out_addr, p, src, ln, flags):  # type: ignore[no-untyped-def]
+    """:func:`put_str` with the string's flags (as :func:`_flags` gives them)
+    already known."""
+    if ln == 0:
+        out[p] = _QUOTE
+        out[p + 1] = _QUOTE
+        return p + 2
+    if flags & 2:
+        data = bytes_at(src)
+        out[p] = _QUOTE
+        p += 1
+        for j in range(ln):
+            c = data[j]
+            out[p] = c
+            p += 1
+            if c == _QUOTE:
+                out[p] = _QUOTE
+                p += 1
+        out[p] = _QUOTE
+        return p + 1
+    if flags:
+        out[p] = _QUOTE
+        copy_bytes(out_addr + p + 1, src, ln)
+        out[p + 1 + ln] = _QUOTE
+        return p + ln + 2
+    copy_bytes(out_addr + p, src, ln)
+    return p + ln
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def put_int(out, p, v):  # type: ignore[no-untyped-def]
+    """Write int64 ``v`` in decimal at ``out[p]``; the position after it."""
+    if v < 0:
+        out[p] = 45  # '-'
+        # -(v + 1) + 1: the magnitude, also of the most negative int64
+        return _put_uint(out, p + 1, np.uint64(-(v + 1)) + np.uint64(1))
+    return _put_uint(out, p, np.uint64(v))
+
+
 # --- the rows ------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -222,12 +271,7 @@ def encode_rows(cols, n, addrs, sizes, lit, out_addr):  # type: ignore[no-untype
             elif kind in (UINT, INT):
                 width = cols[k, WIDTH]
                 v = _int_at(cols[k, ADDR] + i * width, width, kind == INT)
-                if kind == INT and v < 0:
-                    out[p] = 45  # '-'
-                    # -(v + 1) + 1: the magnitude, also of the most negative int64
-                    p = _put_uint(out, p + 1, np.uint64(-(v + 1)) + np.uint64(1))
-                else:
-                    p = _put_uint(out, p, np.uint64(v))
+                p = put_int(out, p, v) if kind == INT else _put_uint(out, p, np.uint64(v))
             elif kind == STR:
                 view = cols[k, ADDR] + i * 16
                 ln = np.int64(int32_at(view)[0])
@@ -242,32 +286,7 @@ def encode_rows(cols, n, addrs, sizes, lit, out_addr):  # type: ignore[no-untype
                     src = addrs[s, b] + off
                 if ln < 0:
                     return -1
-                flags = _flags(src, ln) if ln else 0
-                if ln == 0:  # "": an empty field would be a null
-                    out[p] = _QUOTE
-                    out[p + 1] = _QUOTE
-                    p += 2
-                elif flags & 2:
-                    data = bytes_at(src)
-                    out[p] = _QUOTE
-                    p += 1
-                    for j in range(ln):
-                        c = data[j]
-                        out[p] = c
-                        p += 1
-                        if c == _QUOTE:
-                            out[p] = _QUOTE
-                            p += 1
-                    out[p] = _QUOTE
-                    p += 1
-                elif flags:
-                    out[p] = _QUOTE
-                    copy_bytes(out_addr + p + 1, src, ln)
-                    out[p + 1 + ln] = _QUOTE
-                    p += ln + 2
-                else:
-                    copy_bytes(out_addr + p, src, ln)
-                    p += ln
+                p = put_str(out, out_addr, p, src, ln)
             elif kind == BOOL:
                 if _bit(cols[k, ADDR], cols[k, VALUE_BIT] + i):
                     out[p], out[p + 1], out[p + 2], out[p + 3] = 116, 114, 117, 101  # true

@@ -21,7 +21,7 @@ from ..formats import messages as M
 from . import bytematch
 
 #: Catalogue fields that have a column in schema.EVENTS.
-_EVENT_FIELDS = ("nodeid", "fh", "err")
+EVENT_FIELDS = ("nodeid", "fh", "err")
 
 _GROUP = re.compile(r"\(\?P<(\w+)>")
 
@@ -61,8 +61,19 @@ def _regex(msg: M.Message) -> str:
 #: Event names by code: the catalogue's in order, then other, iotimes, unknown.
 _EVENT_NAMES = pl.Series([m.event for m in M.CATALOGUE] + ["other", "iotimes", "unknown"])
 #: record_type by record type number; any other number is "unknown".
-_RECORD_TYPES = {L.TYPE_TEXT: "text", L.TYPE_IOTIMES: "iotimes"}
-_RECORD_TYPE_NAMES = pl.Series([*_RECORD_TYPES.values(), "unknown"])
+RECORD_TYPES = {L.TYPE_TEXT: "text", L.TYPE_IOTIMES: "iotimes"}
+_RECORD_TYPE_NAMES = pl.Series([*RECORD_TYPES.values(), "unknown"])
+
+
+def event_names() -> list[str]:
+    """Every ``event`` by code: the catalogue's events in order, then other,
+    iotimes, unknown (the :mod:`.fused` loop numbers them the same way)."""
+    return _EVENT_NAMES.to_list()
+
+
+def record_type_names() -> list[str]:
+    """Every ``record_type``: those of RECORD_TYPES in order, then unknown."""
+    return _RECORD_TYPE_NAMES.to_list()
 
 _MATCH = "__match"  # index in CATALOGUE of the message a text record is, else null
 
@@ -142,7 +153,7 @@ def catalogue_events(lf: pl.LazyFrame, names: tuple[str, ...],
 #: message (null: none), its function (null: no ": "), and the typed values
 #: of the event fields the message prints, nodeid normalised.
 CLASSIFIED = pl.Struct({_MATCH: pl.UInt8(), "__func": pl.String(),
-                        **{f"__{n}": schema.EVENTS[n] for n in _EVENT_FIELDS}})
+                        **{f"__{n}": schema.EVENTS[n] for n in EVENT_FIELDS}})
 _CLASS = "__classified"
 
 
@@ -161,7 +172,7 @@ def classify_regex(text: pl.Series) -> pl.Series:
     lf = with_function(pl.DataFrame({"text": text.cast(pl.String)}).lazy())
     return lf.with_columns(catalogue_match().alias(_MATCH)).select(
         pl.struct(pl.col(_MATCH), pl.col("__func"),
-                  *(_field_expr(n).alias(f"__{n}") for n in _EVENT_FIELDS))
+                  *(_field_expr(n).alias(f"__{n}") for n in EVENT_FIELDS))
     ).collect().to_series().alias(text.name)
 
 
@@ -173,11 +184,11 @@ def classify_bytes(text: pl.Series) -> pl.Series:
         arr = pa.concat_arrays(arr.chunks)
     if not pa.types.is_string_view(arr.type):  # not Polars' own layout: no bytes to walk
         return classify_regex(text)
-    m = bytematch.match(arr, _programs())
+    m = bytematch.match(arr, programs())
     code = m.code
-    # Numbered and range-checked by the loop (see _programs): only a cast left.
+    # Numbered and range-checked by the loop (see programs): only a cast left.
     cols = {name: (m.values[slot].astype(_NUMPY[schema.EVENTS[name]]), m.present[slot])
-            for slot, name in enumerate(_EVENT_FIELDS)}
+            for slot, name in enumerate(EVENT_FIELDS)}
     deferred = np.flatnonzero(m.defer)
     if deferred.size:
         slow = classify_regex(text.gather(deferred)).struct.unnest()
@@ -198,9 +209,14 @@ _NUMPY = {pl.UInt64(): np.uint64, pl.Int32(): np.int32, pl.Int64(): np.int64,
           pl.UInt32(): np.uint32}
 
 
+def numpy_dtype(name: str) -> type:
+    """The numpy type of event column ``name`` (one of EVENT_FIELDS)."""
+    return _NUMPY[schema.EVENTS[name]]
+
+
 def _extracted() -> dict[int, tuple[str, ...]]:
     """The event fields each message gives (as :func:`_field_expr` takes them)."""
-    return {i: tuple(n for n in _EVENT_FIELDS if _gives(msg, n))
+    return {i: tuple(n for n in EVENT_FIELDS if _gives(msg, n))
             for i, msg in enumerate(M.CATALOGUE)}
 
 
@@ -211,18 +227,18 @@ def _gives(msg: M.Message, name: str) -> bool:
 
 
 @cache
-def _programs() -> bytematch.Programs:
+def programs() -> bytematch.Programs:
     """The byte programs, with each field numbered and range-checked as
     :func:`_field_expr` does it: the nodeid plus its message's offset, and
     a value outside its column's type absent (a non-strict cast's null)."""
     ranges = {}
-    for name in _EVENT_FIELDS:
+    for name in EVENT_FIELDS:
         info = np.iinfo(_NUMPY[schema.EVENTS[name]])
         ranges[name] = (int(info.min), int(info.max))
     adjust = {i: {"nodeid": m.nodeid_offset} for i, m in enumerate(M.CATALOGUE)
               if m.nodeid_offset}
     return bytematch.compile_catalogue(
-        M.CATALOGUE, {n: i for i, n in enumerate(_EVENT_FIELDS)}, _extracted(), adjust, ranges)
+        M.CATALOGUE, {n: i for i, n in enumerate(EVENT_FIELDS)}, _extracted(), adjust, ranges)
 
 
 def with_function(records: pl.LazyFrame) -> pl.LazyFrame:
@@ -280,12 +296,12 @@ def _event_columns() -> tuple[pl.Expr, ...]:
             .when(is_text).then(pl.lit(other, pl.UInt32))
             .otherwise(pl.lit(other + 2, pl.UInt32)))
     event = pl.lit(_EVENT_NAMES).gather(code)
-    kind = pl.lit(len(_RECORD_TYPES), pl.UInt32)  # "unknown"
-    for i, number in reversed(list(enumerate(_RECORD_TYPES))):
+    kind = pl.lit(len(RECORD_TYPES), pl.UInt32)  # "unknown"
+    for i, number in reversed(list(enumerate(RECORD_TYPES))):
         kind = pl.when(pl.col("type") == number).then(pl.lit(i, pl.UInt32)).otherwise(kind)
     record_type = pl.lit(_RECORD_TYPE_NAMES).gather(kind)
 
-    values = {name: pl.col(f"__{name}") for name in _EVENT_FIELDS}
+    values = {name: pl.col(f"__{name}") for name in EVENT_FIELDS}
     # iotimes carry the PCS file id, the kernel nodeid - 1 (format spec, section 3).
     values["nodeid"] = (pl.when(is_iot).then(pl.col("io_ino") + pl.lit(1, pl.UInt64))
                         .otherwise(values["nodeid"]))
@@ -297,7 +313,7 @@ def _event_columns() -> tuple[pl.Expr, ...]:
         record_type.alias("record_type"),
         event.alias("event"),
         pl.col("__func").alias("function"),
-        *(values[n].cast(schema.EVENTS[n]).alias(n) for n in _EVENT_FIELDS),
+        *(values[n].cast(schema.EVENTS[n]).alias(n) for n in EVENT_FIELDS),
         pl.col("ovfl").cast(schema.EVENTS["ovfl"]),
         pl.col("text"),  # as is: no copy of the largest column
     )
@@ -308,6 +324,6 @@ def record_type_counts(types: pl.Series) -> dict[str, int]:
     the records' type numbers (no string group_by: a streamed export calls
     this for every batch)."""
     t = types.to_numpy()
-    out = {name: int(np.count_nonzero(t == code)) for code, name in _RECORD_TYPES.items()}
+    out = {name: int(np.count_nonzero(t == code)) for code, name in RECORD_TYPES.items()}
     out["unknown"] = len(t) - sum(out.values())
     return out

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pl_texts import catalogue_text
 from polars.testing import assert_series_equal
 
 from ktrace_decode.decode import decode
@@ -109,41 +110,6 @@ def test_every_sample(sample):
     assert got["__match"].null_count() < len(got)  # the samples are mostly catalogue text
 
 
-def _value(conv: str) -> st.SearchStrategy[str]:
-    digits = st.text("0123456789", min_size=0, max_size=24)
-    return {
-        "d": st.tuples(st.sampled_from(["", "-", "--"]), digits).map("".join),
-        "i": st.tuples(st.sampled_from(["", "-"]), digits).map("".join),
-        "u": digits,
-        "x": st.text("0123456789abcdefABx", max_size=20),
-        "X": st.text("0123456789ABCDEFabx", max_size=20),
-        "p": st.one_of(st.text("0123456789abcdefx(", max_size=16),
-                       st.sampled_from(["(null)", "(ptrval)", "(nul", "(ptrval"])),
-        # Made of the bytes of the literals after a %s, so the lazy split
-        # has near misses to get wrong.
-        "s": st.text(max_size=12) | st.text(", err=5 toCS1;", max_size=14),
-    }[conv]
-
-
-@st.composite
-def catalogue_text(draw: st.DrawFn) -> str:
-    """A text built from a catalogue message's cut, every value drawn at
-    random (valid or not), sometimes cut short or given a stray character."""
-    msg = draw(st.sampled_from(M.CATALOGUE))
-    out = [draw(st.sampled_from([msg.function, msg.function + "x", "fuse_open"])), ": "]
-    for literal, conv in M.segments(msg):
-        out.append(literal)
-        if conv is not None:
-            out.append(draw(_value(conv)))
-    text = "".join(out)
-    edit = draw(st.sampled_from(["none", "none", "cut", "insert"]))
-    if edit != "none" and text:
-        at = draw(st.integers(0, len(text)))
-        extra = draw(st.text(max_size=2)) if edit == "insert" else ""
-        text = text[:at] + extra + (text[at:] if edit == "insert" else "")
-    return text
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(catalogue_text(), st.text(max_size=40), st.none()), max_size=30))
 def test_generated_texts(texts):
@@ -219,7 +185,7 @@ def test_without_numba_every_batch_takes_the_regexes(monkeypatch):
 
 def test_function_views_point_into_the_text():
     s = pl.Series(["pcs_cslist_submit_read: x", "short: y", "no separator"])
-    m = bytematch.match(s.to_arrow(compat_level=pl.CompatLevel.newest()), E._programs())
+    m = bytematch.match(s.to_arrow(compat_level=pl.CompatLevel.newest()), E.programs())
     assert m.func_len.tolist() == [22, 5, -1]
     assert np.all(m.func_views[2] == 0)
 
@@ -236,7 +202,7 @@ def test_the_first_separator_at_every_place_of_long_and_short_texts():
         texts.append(("x :" * 20)[:n])
         texts.append(("y" * n)[:max(n - 1, 0)] + ":")
     m = bytematch.match(pl.Series(texts).to_arrow(compat_level=pl.CompatLevel.newest()),
-                        E._programs())
+                        E.programs())
     assert m.func_len.tolist() == [t.find(": ") for t in texts]
     same(texts)
 
@@ -251,6 +217,6 @@ def test_a_view_outside_its_buffer_is_left_unmatched():
     v[1, 3] = data[0].size  # offset past the end of the data buffer
     v[2, 2] = len(data)  # a buffer that does not exist
     bad = pa.Array.from_buffers(pa.string_view(), 3, [validity, pa.py_buffer(v), *data])
-    m = bytematch.match(bad, E._programs())
+    m = bytematch.match(bad, E.programs())
     assert m.code.tolist() == [5, -1, -1]
     assert m.func_len.tolist() == [21, -1, -1]
