@@ -44,7 +44,7 @@ from ..direct_io import DirectFile
 from ..formats import layouts as L
 from ..safe_output import OutputDir, excel_safe_frame
 from ..sources import open_dump
-from . import csv_encode, storage, tables
+from . import csv_encode, fused, storage, tables
 from .episodes import ATTACHED_EVENTS, STATE_EVENTS, compiled, episodes
 from .events import catalogue_events, classified, from_classified, record_type_counts
 from .summary import Selection, summarize
@@ -232,6 +232,21 @@ def _offset_edges(batch: pl.DataFrame, by_cpu: np.ndarray | None = None) -> pl.D
 
 
 @dataclass
+class _BatchTables:
+    """What one batch gives the files and the end tables (made on a table worker)."""
+
+    kept_events: pl.DataFrame
+    n_iotimes: int
+    io_counts: dict[str, int]
+    slowest: pl.DataFrame
+    entries: pl.DataFrame
+    files: dict[str, pl.DataFrame | CsvBytes]
+    kinds: dict[str, int]
+    seq_edges: pl.DataFrame
+    offset_edges: pl.DataFrame
+
+
+@dataclass
 class _Kept:
     """What one dump leaves for its end-of-dump tables."""
 
@@ -399,60 +414,87 @@ class StreamExport:
                 self._pending.append(self._io.submit(w.sync))
         return self._finish(path, decoded, kept)
 
-    def _batch(self, path: str, stream: D.DumpStream, parts: list[D.Part]
-               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame,
-                          dict[str, pl.DataFrame | CsvBytes]]:
-        """One batch's records, then its :meth:`_tables` (on a table worker)."""
+    def _batch(self, path: str, stream: D.DumpStream, parts: list[D.Part]) -> _BatchTables:
+        """One batch's tables (on a table worker): its events by the
+        compiled loop where it can write them (:mod:`.fused`), else from
+        its records table."""
+        n = sum(len(pt) for pt in parts)
+        if (self.out is None or self.encode) and fused.worth_it(n):
+            done = self._fused(path, parts)
+            if done is not None:
+                return done
         batch, cs = stream.frames(parts)
-        return (batch, *self._tables(path, batch, cs))
-
-    def _tables(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame
-                ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
-                           dict[str, pl.DataFrame | CsvBytes]]:
-        """One batch's kept events, iotimes and cs entries, and (exporting)
-        its record-sized tables for the files: events, iotimes, iotimes_cs,
-        as CsvBytes where the encoder writes them."""
         recs, cs_lf = batch.lazy(), cs.lazy()
         cl = classified(recs)
-        ev_plan = from_classified(cl)
         # Kept narrow for the end tables: event names as categories (1-4
         # bytes instead of a 16-byte string view per row), picked by message
         # code (no event name hashed).  In the same collect_all as the
         # events, which classifies once (common subplan).
-        kept_plan = catalogue_events(cl, KEPT_EVENTS, KEPT_COLUMNS)
-        # The entries joined with their records once, for both of their tables.
-        joined = tables.cs_joined(recs, cs_lf)
-        plans = [ev_plan, kept_plan, tables.iotimes(recs), iolatency.cs_entries_of(joined)]
-        if self.out is not None:
-            plans.append(tables.iotimes_cs_of(joined))
+        plans = [from_classified(cl), catalogue_events(cl, KEPT_EVENTS, KEPT_COLUMNS),
+                 *self._iotimes_plans(recs, cs_lf)]
         # The in-memory engine: on these small frames "auto" picks plans that
         # cost ~10 % more CPU (measured per batch, 64 against 57 ms).
-        ev, kept_ev, iot, ent, *iot_cs = pl.collect_all(plans, engine="in-memory")
-        if self.out is None:
-            return kept_ev, iot, ent, {}
-        files: dict[str, pl.DataFrame | CsvBytes] = {
-            "events": ev, "iotimes": iot, "iotimes_cs": iot_cs[0]}
-        if self.encode:
-            source = path if self.multi else None
-            files = {stem: _encoded(df, source) for stem, df in files.items()}
-        return kept_ev, iot, ent, files
+        ev, kept_ev, *iot = pl.collect_all(plans, engine="in-memory")
+        return self._tables(path, kept_ev, iot, batch, ev)
 
-    def _store(self, path: str,
-               done: Future[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame,
-                                  dict[str, pl.DataFrame | CsvBytes]]],
-               kept: _Kept) -> None:
-        """Write one batch's tables and keep what the end tables need."""
-        batch, kept_ev, iot, ent, files = done.result()
-        self._write(path, files)
-        kept.n_iotimes += iot.height
-        kept.io_counts.update(storage.io_counts(iot))
-        kept.slowest.append(storage.slowest_io(iot, self.sel.top))
-        kept.kinds.update(record_type_counts(batch["type"]))
-        kept.events.append(kept_ev)
-        kept.entries.append(ent)
+    def _fused(self, path: str, parts: list[D.Part]) -> _BatchTables | None:
+        """:meth:`_batch` with the events written by :func:`.fused.events_of`;
+        None if it refuses the batch."""
+        source = path if self.multi else None
+        got = fused.events_of(parts, KEPT_EVENTS, KEPT_COLUMNS, csv=self.out is not None,
+                              source=source)
+        if isinstance(got, fused.Refused):
+            return None
+        recs, cs = fused.iotimes_records(parts)
+        iot = pl.collect_all(self._iotimes_plans(recs.lazy(), cs.lazy()), engine="in-memory")
+        events = None
+        if got.csv is not None:
+            names = ("source", *schema.EVENTS) if source is not None else tuple(schema.EVENTS)
+            events = CsvBytes(got.csv, names, got.rows)
+        return self._tables(path, got.kept, iot, fused.bookkeeping_records(parts), events)
+
+    def _iotimes_plans(self, recs: pl.LazyFrame, cs: pl.LazyFrame) -> list[pl.LazyFrame]:
+        """A batch's iotimes table, its chunk-server entries for the ``cs``
+        percentiles and (exporting) its iotimes_cs table."""
+        # The entries joined with their records once, for both of their tables.
+        joined = tables.cs_joined(recs, cs)
+        plans = [tables.iotimes(recs), iolatency.cs_entries_of(joined)]
+        if self.out is not None:
+            plans.append(tables.iotimes_cs_of(joined))
+        return plans
+
+    def _tables(self, path: str, kept_ev: pl.DataFrame, iot_tables: list[pl.DataFrame],
+                batch: pl.DataFrame, events: pl.DataFrame | CsvBytes | None) -> _BatchTables:
+        """One batch's :class:`_BatchTables` from its kept events, its
+        :meth:`_iotimes_plans` collected, its records (the bookkeeping
+        columns at least, any row order) and its events (exporting)."""
+        iot, ent, *iot_cs = iot_tables
+        files: dict[str, pl.DataFrame | CsvBytes] = {}
+        if self.out is not None:
+            assert events is not None
+            files = {"events": events, "iotimes": iot, "iotimes_cs": iot_cs[0]}
+            if self.encode:
+                source = path if self.multi else None
+                files = {stem: df if isinstance(df, CsvBytes) else _encoded(df, source)
+                         for stem, df in files.items()}
         by_cpu = _cpu_order(batch)
-        kept.seq_edges.append(_seq_edges(batch, by_cpu))
-        kept.offset_edges.append(_offset_edges(batch, by_cpu))
+        return _BatchTables(kept_ev, iot.height, storage.io_counts(iot),
+                            storage.slowest_io(iot, self.sel.top), ent, files,
+                            record_type_counts(batch["type"]),
+                            _seq_edges(batch, by_cpu), _offset_edges(batch, by_cpu))
+
+    def _store(self, path: str, done: Future[_BatchTables], kept: _Kept) -> None:
+        """Write one batch's tables and keep what the end tables need."""
+        t = done.result()
+        self._write(path, t.files)
+        kept.n_iotimes += t.n_iotimes
+        kept.io_counts.update(t.io_counts)
+        kept.slowest.append(t.slowest)
+        kept.kinds.update(t.kinds)
+        kept.events.append(t.kept_events)
+        kept.entries.append(t.entries)
+        kept.seq_edges.append(t.seq_edges)
+        kept.offset_edges.append(t.offset_edges)
 
     def _finish(self, path: str, decoded: D.Decoded, kept: _Kept) -> DumpResult:
         ev = _stack(kept.events)

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 PIPELINE = Path(__file__).parents[2] / "ktrace_decode" / "pipeline"
+LOOPS = ["_bytematch_jit", "_csv_encode_jit", "_episodes_jit", "_fused_jit"]
 
 
-@pytest.mark.parametrize("module", ["_bytematch_jit", "_csv_encode_jit", "_episodes_jit"])
+@pytest.mark.parametrize("module", LOOPS)
 def test_a_loop_records_the_hash_of_the_sources_it_is_built_from(module):
     text = (PIPELINE / f"{module}.py").read_text()
     # The two constants, read from the source (importing it needs numba).
@@ -34,7 +35,7 @@ def test_a_loop_records_the_hash_of_the_sources_it_is_built_from(module):
         f"{module}.py: set BUILT_FROM_SHA256 = \"{digest.hexdigest()[:16]}\"")
 
 
-@pytest.mark.parametrize("module", ["_bytematch_jit", "_csv_encode_jit", "_episodes_jit"])
+@pytest.mark.parametrize("module", LOOPS)
 def test_the_recorded_sources_are_every_module_a_loop_imports(module):
     pytest.importorskip("numba")
     mod = importlib.import_module(f"ktrace_decode.pipeline.{module}")

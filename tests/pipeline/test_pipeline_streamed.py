@@ -256,15 +256,15 @@ def test_batch_tables_are_stored_in_batch_order_whichever_finishes_first(
     monkeypatch.setattr(streamed, "EXPORT_CHUNK", 2048)  # many small batches
     monkeypatch.setattr(streamed, "TABLE_WORKERS", workers)
     delays = itertools.cycle([0.03, 0.015, 0.0])
-    compute = streamed.StreamExport._tables
+    compute = streamed.StreamExport._batch
     calls = itertools.count()
 
-    def slow(self, path, batch, cs):
+    def slow(self, path, stream, parts):
         next(calls)
         time.sleep(next(delays))
-        return compute(self, path, batch, cs)
+        return compute(self, path, stream, parts)
 
-    monkeypatch.setattr(streamed.StreamExport, "_tables", slow)
+    monkeypatch.setattr(streamed.StreamExport, "_batch", slow)
     dump = str(SAMPLES / "storm")
     results, rows = _export(tmp_path, dump)
     assert next(calls) > 10
@@ -276,14 +276,14 @@ def test_a_failing_batch_stops_the_export_and_its_workers(fmt, tmp_path, monkeyp
     monkeypatch.setattr(streamed, "EXPORT_BATCH", 30)
     monkeypatch.setattr(streamed, "EXPORT_CHUNK", 2048)
     calls = itertools.count()
-    compute = streamed.StreamExport._tables
+    compute = streamed.StreamExport._batch
 
-    def failing(self, path, batch, cs):
+    def failing(self, path, stream, parts):
         if next(calls) == 3:
             raise RuntimeError("batch 3")
-        return compute(self, path, batch, cs)
+        return compute(self, path, stream, parts)
 
-    monkeypatch.setattr(streamed.StreamExport, "_tables", failing)
+    monkeypatch.setattr(streamed.StreamExport, "_batch", failing)
     ignored: list = []  # e.g. a Parquet writer closing itself on a closed file
     monkeypatch.setattr(sys, "unraisablehook", ignored.append)
     with pytest.raises(RuntimeError, match="batch 3"):

@@ -1,0 +1,296 @@
+"""The compiled loop of :mod:`.fused` (imported only when numba is wanted).
+
+Kept apart, like :mod:`._bytematch_jit`, so that importing :mod:`.fused`
+never imports numba.  One function body once numba has inlined its helpers
+(the text classification of :mod:`._bytematch_jit`, the CSV fields of
+:mod:`._csv_encode_jit`: the same code those loops run), no reference
+counting (``_nrt=False``), and the GIL released: the table workers run it
+side by side.
+
+It walks a batch's records in merged order, straight from the trace bytes
+(each record's address, CPU and seq given), and for each one writes its
+``events.csv`` row and, for the patch's events, a row of the kept arrays.
+What a record's text is, and whether a batch can be written this way, is
+:mod:`.fused`'s documentation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from ._bytematch_jit import classify_text, take_fields
+from ._csv_encode_jit import _put_uint, put_flagged, put_int
+from ._jit_memory import bytes_at, copy_bytes, load2, load8
+
+#: The sources this loop is compiled from besides this file, and a hash of
+#: their bytes (sha256, in this order).  numba's on-disk cache checks only
+#: this file's content, so an edit there must change this hash, or a stale
+#: loop would be loaded; tests/pipeline/test_jit_sources.py fails until it does.
+BUILT_FROM = ('_bytematch_jit.py', '_csv_encode_jit.py', '_jit_memory.py')
+BUILT_FROM_SHA256 = "d13814bbe6a89aa4"
+
+#: Why a batch cannot be written by the loop (``res[FAIL]``); :mod:`.fused`
+#: then takes the general path for the whole batch.
+OK, NUL_IN_TEXT, NOT_UTF8, DEFERRED = 0, 1, 2, 3
+#: ``res``: bytes written, kept rows, the failure, the row that failed.
+WRITTEN, KEPT, FAIL, FAILED_ROW = range(4)
+#: ``hdr``: where the loop reads a record's fields, from the record's
+#: start (given by :mod:`.fused` from the layout declarations).
+H_TYPE, H_PDU, H_OVFL, H_TIME, H_INO, H_SIZE, H_TEXT_MAX, H_TYPE_TEXT, H_TYPE_IOTIMES = range(9)
+#: ``names`` rows: record_type by kind, then the events that are not in
+#: the catalogue (the catalogue's own come first in ``events``).
+TEXT, IOTIMES, UNKNOWN = range(3)
+
+_COMMA, _LF, _CR, _QUOTE = 44, 10, 13, 34
+
+
+# --- what a text holds -----------------------------------------------------------
+# Bits: 1 a comma, LF or CR (the CSV field is quoted), 2 a quote (quoted, the
+# quotes doubled), 4 a NUL (the text is not whole: the general path cuts it),
+# 8 a byte >= 0x80 (the UTF-8 is validated).
+
+@intrinsic
+def _tflags16(typingctx, addr):  # type: ignore[no-untyped-def]
+    """The bits of the 16 bytes at ``addr``: one vector load, six compares."""
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        vt = ir.VectorType(ir.IntType(8), 16)
+        v = builder.load(builder.inttoptr(args[0], vt.as_pointer()), align=1)
+        i64 = ir.IntType(64)
+
+        def anywhere(mask, bit: int):  # type: ignore[no-untyped-def]
+            found = builder.icmp_unsigned("!=", builder.bitcast(mask, ir.IntType(16)),
+                                          ir.Constant(ir.IntType(16), 0))
+            return builder.shl(builder.zext(found, i64), ir.Constant(i64, bit))
+
+        def eq(c: int):  # type: ignore[no-untyped-def]
+            return builder.icmp_unsigned("==", v, ir.Constant(vt, [c] * 16))
+
+        special = builder.or_(builder.or_(eq(_COMMA), eq(_LF)), eq(_CR))
+        high = builder.icmp_signed("<", v, ir.Constant(vt, [0] * 16))
+        out = builder.or_(anywhere(special, 0), anywhere(eq(_QUOTE), 1))
+        return builder.or_(out, builder.or_(anywhere(eq(0), 2), anywhere(high, 3)))
+
+    return types.int64(types.int64), codegen
+
+
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
+_W_COMMA, _W_LF, _W_CR, _W_QUOTE = (np.uint64(c * 0x0101010101010101)
+                                    for c in (_COMMA, _LF, _CR, _QUOTE))
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _zero_byte(w):  # type: ignore[no-untyped-def]
+    """Non-zero iff a byte of ``w`` is 0 (exact as a truth value)."""
+    return (w - _ONES) & ~w & _HIGH
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _word_bits(w):  # type: ignore[no-untyped-def]
+    special = _zero_byte(w ^ _W_COMMA) | _zero_byte(w ^ _W_LF) | _zero_byte(w ^ _W_CR)
+    return ((1 if special else 0) | (2 if _zero_byte(w ^ _W_QUOTE) else 0)
+            | (4 if _zero_byte(w) else 0) | (8 if w & _HIGH else 0))
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def text_bits(src, n):  # type: ignore[no-untyped-def]
+    """The bits of the n bytes at ``src``, read only inside them (16-byte
+    chunks and 8-byte words overlap at the end rather than read past it)."""
+    if n >= 16:
+        f = 0
+        j = 0
+        while j + 16 < n:
+            f |= _tflags16(src + j)
+            j += 16
+        return f | _tflags16(src + n - 16)
+    if n >= 8:
+        return _word_bits(load8(src)) | _word_bits(load8(src + n - 8))
+    s = bytes_at(src)
+    f = 0
+    for j in range(n):
+        c = s[j]
+        f |= ((1 if c in (_COMMA, _LF, _CR) else 0) | (2 if c == _QUOTE else 0)
+              | (4 if c == 0 else 0) | (8 if c >= 0x80 else 0))
+    return f
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def utf8_ok(src, n):  # type: ignore[no-untyped-def]
+    """Are the n bytes at ``src`` valid UTF-8 (what Polars' String cast
+    accepts: no overlong forms, no surrogates, nothing above U+10FFFF)?"""
+    s = bytes_at(src)
+    i = 0
+    while i < n:
+        c = s[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            need, lo, hi = 1, 0x80, 0xBF
+        elif 0xE0 <= c <= 0xEF:
+            need = 2
+            lo = 0xA0 if c == 0xE0 else 0x80  # overlong below U+0800
+            hi = 0x9F if c == 0xED else 0xBF  # surrogates U+D800..U+DFFF
+        elif 0xF0 <= c <= 0xF4:
+            need = 3
+            lo = 0x90 if c == 0xF0 else 0x80  # overlong below U+10000
+            hi = 0x8F if c == 0xF4 else 0xBF  # above U+10FFFF
+        else:
+            return False
+        if i + need >= n:  # cut off by the end
+            return False
+        b = s[i + 1]
+        if b < lo or b > hi:
+            return False
+        for q in range(2, need + 1):
+            if s[i + q] < 0x80 or s[i + q] > 0xBF:
+                return False
+        i += need + 1
+    return True
+
+
+# --- the rows -----------------------------------------------------------------------
+
+@njit(cache=True, nogil=True, _nrt=False)
+def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
+               pool, funcs, spans, ops, adjust, lo, hi, tmp,
+               name_pool, events, names, lit, out_addr, keep, row_values, row_present,
+               k_time, k_cpu, k_seq, k_rank, k_values, k_present, res):
+    """The events rows of the n records at ``addrs`` (with ``cpus``,
+    ``seqs``), in that order.
+
+    ``hdr``: the fields' offsets from a record's start, the text limit and
+    the type numbers (H_* above).  ``pool`` ... ``tmp``: the byte programs
+    (:class:`.bytematch.Programs`).  ``events[code]``, ``names[kind]``:
+    (offset, length) in ``name_pool`` of an event's or a record type's CSV
+    field; codes are the
+    catalogue's, then other, iotimes, unknown.  ``lit``: a first field on
+    every row (none if empty).  Rows go to ``out_addr`` (0: none written,
+    only the kept events), a record whose code has ``keep[code] >= 0`` to
+    row ``res[KEPT]`` of the ``k_*`` arrays (its event as that number).
+
+    Stops at the first record the general path must decode (``res[FAIL]``,
+    ``res[FAILED_ROW]``).
+    """
+    out = bytes_at(out_addr)
+    write = out_addr != 0
+    n_cat = funcs.shape[0]
+    names_base = name_pool.ctypes.data
+    lit_base = lit.ctypes.data
+    n_lit = len(lit)
+    n_slots = tmp.shape[0]
+    res[FAIL] = OK
+    p = 0
+    kept = 0
+    for i in range(n):
+        a = addrs[i]
+        typ = load2(a + hdr[H_TYPE])
+        pdu = np.int64(load2(a + hdr[H_PDU]))
+        if typ == hdr[H_TYPE_TEXT]:
+            kind = TEXT
+        elif typ == hdr[H_TYPE_IOTIMES]:
+            kind = IOTIMES
+        else:
+            kind = UNKNOWN
+        code = n_cat + 2  # unknown
+        t = 0
+        ln = 0
+        bits = 0
+        k = -1
+        if kind == TEXT:
+            # Its message: the payload to the kernel's NUL, or its first 255
+            # bytes for the long-message bug; one trailing newline off.
+            t = a + hdr[H_SIZE]
+            ln = hdr[H_TEXT_MAX] - 1 if pdu > hdr[H_TEXT_MAX] else max(pdu - 1, 0)
+            if ln > 0 and bytes_at(t)[ln - 1] == _LF:
+                ln -= 1
+            bits = text_bits(t, ln)
+            if bits & 4:
+                res[FAIL], res[FAILED_ROW] = NUL_IN_TEXT, i
+                break
+            if bits & 8 and not utf8_ok(t, ln):
+                res[FAIL], res[FAILED_ROW] = NOT_UTF8, i
+                break
+            k, m, result = classify_text(t, ln, pool, funcs, spans, ops, tmp)
+            if result == 2:
+                res[FAIL], res[FAILED_ROW] = DEFERRED, i
+                break
+            code = m if result == 1 else n_cat  # else: other
+        elif kind == IOTIMES:
+            code = n_cat + 1
+        if code < n_cat:
+            # The fields the message printed, adjusted, in range (else absent).
+            for s in range(n_slots):
+                row_present[s, 0] = False
+                row_values[s, 0] = 0
+            take_fields(code, spans, ops, adjust, lo, hi, tmp, row_values, row_present, 0)
+            if keep[code] >= 0:
+                k_time[kept] = load8(a + hdr[H_TIME])
+                k_cpu[kept] = cpus[i]
+                k_seq[kept] = seqs[i]
+                k_rank[kept] = keep[code]
+                for s in range(n_slots):
+                    k_values[s, kept] = row_values[s, 0]
+                    k_present[s, kept] = row_present[s, 0]
+                kept += 1
+        if not write:
+            continue
+        if n_lit:
+            copy_bytes(out_addr + p, lit_base, n_lit)
+            out[p + n_lit] = _COMMA
+            p += n_lit + 1
+        # time_us, cpu, seq, record_type, event
+        p = _put_uint(out, p, load8(a + hdr[H_TIME]))
+        out[p] = _COMMA
+        p = _put_uint(out, p + 1, np.uint64(cpus[i]))
+        out[p] = _COMMA
+        p = _put_uint(out, p + 1, np.uint64(seqs[i]))
+        out[p] = _COMMA
+        p += 1
+        copy_bytes(out_addr + p, names_base + names[kind, 0], names[kind, 1])
+        p += names[kind, 1]
+        out[p] = _COMMA
+        p += 1
+        copy_bytes(out_addr + p, names_base + events[code, 0], events[code, 1])
+        p += events[code, 1]
+        out[p] = _COMMA
+        p += 1
+        # function, nodeid, fh, err
+        if k >= 0:
+            # The function is a prefix of the text: it can only need quotes
+            # if the text does.
+            p = put_flagged(out, out_addr, p, t, k, text_bits(t, k) & 3 if bits & 3 else 0)
+        out[p] = _COMMA
+        p += 1
+        # (slot 0 is the nodeid, see fused.SLOTS)
+        if code < n_cat:
+            for s in range(n_slots):
+                if s:
+                    out[p] = _COMMA
+                    p += 1
+                if row_present[s, 0]:
+                    p = put_int(out, p, row_values[s, 0])
+        else:
+            if kind == IOTIMES:
+                # iotimes carry the PCS file id, the kernel nodeid - 1
+                # (wrapping, like Polars' UInt64 + 1).
+                p = _put_uint(out, p, load8(a + hdr[H_INO]) + np.uint64(1))
+            for _ in range(n_slots - 1):
+                out[p] = _COMMA
+                p += 1
+        out[p] = _COMMA
+        # ovfl, text
+        p = _put_uint(out, p + 1, load2(a + hdr[H_OVFL]))
+        out[p] = _COMMA
+        p += 1
+        if kind == TEXT:
+            p = put_flagged(out, out_addr, p, t, ln, bits & 3)
+        out[p] = _LF
+        p += 1
+    res[WRITTEN] = p
+    res[KEPT] = kept
+    return 0
+

@@ -1,0 +1,225 @@
+"""A batch's ``events.csv`` rows straight from the trace bytes, in one compiled loop.
+
+The general path of a streamed export builds each batch's records table
+(Arrow columns: the texts' views, the iotimes fields), classifies the
+texts (:mod:`.bytematch`), selects the events table with Polars and writes
+it as CSV (:mod:`.csv_encode`): about 80 ms of CPU for a 170k-record
+batch, most of an export's work.  Yet an events row is a function of its
+record's header and text alone.  So, for a batch it can write exactly,
+:func:`events_of` walks the records in merged order, straight from the
+mapped trace bytes, and writes each one's row with the code those loops
+run (numba inlines it: :mod:`._fused_jit`): the header fields, the text
+cut and validated as the records table does it, classified by the byte
+programs, written with Polars' quoting.  The patch's events (what the end
+tables keep) come out of the same pass.
+
+What the loop cannot write exactly sends the whole batch back to the
+general path (:class:`Refused`):
+
+* a text with a NUL before its end: the records table cuts it there;
+* a text that is not valid UTF-8: the records table decodes it in Python,
+  with replacement characters;
+* a text whose message program defers to the regular expressions (a
+  number of more than 18 digits, see :mod:`.bytematch`).
+
+The iotimes tables (15 % of a typical dump's records) still come from a
+records table, built for the batch's iotimes records only
+(:func:`iotimes_records`), and the bookkeeping columns from the batch
+unmerged (:func:`bookkeeping_records`): the streamed export's code for
+them is unchanged.
+
+``tests/pipeline/test_fused.py`` compares the bytes and the kept events
+with the general path's on every sample, on hypothesis-generated batches
+(any text, any bytes, any record type) and for each reason to refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .. import records, schema
+from ..formats import layouts as L
+from ..formats import messages as M
+from ..records import Part
+from . import bytematch, csv_encode, jit_loops
+from . import events as E
+
+#: The records columns the iotimes tables read.
+IOTIMES_COLUMNS = ["cpu", "seq", "time_us", "type", *(c for c, _ in records.IO_FIELDS), "n_cs"]
+#: The records columns the streamed export's bookkeeping reads (record
+#: types, drop windows, byte gaps).
+BOOKKEEPING_COLUMNS = ["cpu", "seq", "offset", "time_us", "type", "ovfl", "pdu_len"]
+#: The most bytes an events row takes besides its function and text (each
+#: at most twice its length plus two quotes): time 20 digits, cpu 5, seq 10,
+#: nodeid and fh 20, err 11, ovfl 5, the separators and line end 12.
+_ROW_BYTES = 20 + 5 + 10 + 20 + 20 + 11 + 5 + 12 + 4
+
+
+def _jit() -> Any:
+    return jit_loops.load("_fused_jit")
+
+
+def worth_it(rows: int) -> bool:
+    """Write a batch of ``rows`` records with the loop?  When the byte
+    programs would classify it (:func:`.bytematch.worth_it`: numba is
+    loaded, or the batch pays for loading it) and the loop loads."""
+    return bytematch.worth_it(rows) and _jit() is not None
+
+
+@dataclass(frozen=True)
+class _Catalogue:
+    """What the loop reads besides the records (built once)."""
+
+    pool: np.ndarray  # uint8: the event and record type names as CSV fields
+    events: np.ndarray  # int64 (codes, 2): offset and length of each event's field
+    names: np.ndarray  # int64 (3, 2): the record types' (text, iotimes, unknown)
+    hdr: np.ndarray  # int64: _fused_jit.H_* offsets and limits
+    longest: int  # bytes of the longest event or record type field
+
+
+@cache
+def _catalogue() -> _Catalogue:
+    jit = _jit()
+    # Event codes as events.py numbers them: the catalogue's, then other,
+    # iotimes, unknown; record types text, iotimes, then unknown.
+    event_names = E.event_names()
+    kinds = E.record_type_names()
+    numbered = {L.TYPE_TEXT: kinds[jit.TEXT], L.TYPE_IOTIMES: kinds[jit.IOTIMES]}
+    if numbered != E.RECORD_TYPES:
+        raise RuntimeError("fused: record type numbering differs from events.py")
+    if tuple(E.EVENT_FIELDS) != tuple(c for c in schema.EVENTS if c in E.EVENT_FIELDS) \
+            or E.EVENT_FIELDS[0] != "nodeid":
+        raise RuntimeError("fused: the loop writes the slots in EVENTS order, nodeid first")
+    pool = bytearray()
+    spans = []
+    for name in (*event_names, *kinds):
+        field = csv_encode.field(name)
+        spans.append((len(pool), len(field)))
+        pool.extend(field)
+    n_ev = len(event_names)
+    head, iot = L.HEADER_DTYPE, L.IOTIMES_HEADER_DTYPE
+    # The loop reads these widths: a layout change must not go unnoticed.
+    for dt, name, width in ((head, "type", 2), (head, "pdu_len", 2), (head, "ovfl", 2),
+                            (head, "time", 8), (iot, "ino", 8)):
+        if dt.fields[name][0] != np.dtype(f"<u{width}"):
+            raise RuntimeError(f"fused: the loop reads {name} as a {width}-byte integer")
+    hdr = np.zeros(9, np.int64)
+    hdr[jit.H_TYPE] = head.fields["type"][1]
+    hdr[jit.H_PDU] = head.fields["pdu_len"][1]
+    hdr[jit.H_OVFL] = head.fields["ovfl"][1]
+    hdr[jit.H_TIME] = head.fields["time"][1]
+    hdr[jit.H_INO] = L.HEADER_SIZE + iot.fields["ino"][1]
+    hdr[jit.H_SIZE] = L.HEADER_SIZE
+    hdr[jit.H_TEXT_MAX] = L.KTRACE_LOG_BUF_SIZE
+    hdr[jit.H_TYPE_TEXT] = L.TYPE_TEXT
+    hdr[jit.H_TYPE_IOTIMES] = L.TYPE_IOTIMES
+    return _Catalogue(np.frombuffer(bytes(pool), np.uint8).copy(),
+                      np.array(spans[:n_ev], np.int64).reshape(-1, 2),
+                      np.array(spans[n_ev:], np.int64).reshape(-1, 2), hdr,
+                      max(length for _, length in spans))
+
+
+@dataclass(frozen=True)
+class FusedEvents:
+    """One batch's events: its ``events.csv`` rows and its kept events."""
+
+    csv: np.ndarray | None  # uint8, no header (None: not asked for)
+    kept: pl.DataFrame  # the kept events' rows, as events.catalogue_events gives them
+    rows: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The batch holds a record the loop cannot write exactly."""
+
+    reason: str  # "nul in text" | "not utf-8" | "deferred"
+    row: int  # its position in merged order
+
+
+_REASONS = {1: "nul in text", 2: "not utf-8", 3: "deferred"}
+
+
+def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, ...],
+              csv: bool = True, source: str | None = None) -> FusedEvents | Refused:
+    """The events of ``parts`` merged (as :func:`.records.records_frame`
+    with ``merge=True`` orders them): CSV rows (a leading ``source`` field
+    on each, if given; none if not ``csv``) and the rows of the catalogue
+    events ``keep`` with ``columns``, as :func:`.events.catalogue_events`
+    gives them (``event`` an Enum of ``keep``)."""
+    jit = _jit()
+    if jit is None:
+        raise RuntimeError("numba is not available")
+    cat = _catalogue()
+    progs = E.programs()
+    pla = records.Placement(parts, None, merge=bool(parts))
+    n = pla.n
+    # Each record by its address: the loop reads it where the dump is mapped.
+    addrs = pla.column(np.int64, lambda pt: pt.starts + pt.buf.ctypes.data)
+    cpus = pla.column(np.uint16, lambda pt: np.full(len(pt), pt.cpu, np.uint16))
+    seqs = pla.column(np.uint32, Part.seqs)
+    lit = np.frombuffer(csv_encode.field(source), np.uint8) if source is not None else (
+        np.zeros(0, np.uint8))
+    out = None
+    if csv:
+        text = 0
+        for pt in parts:
+            h = pt.header()
+            is_text = h["type"] == L.TYPE_TEXT
+            text += int(np.minimum(h["pdu_len"][is_text], L.KTRACE_LOG_BUF_SIZE)
+                        .sum(dtype=np.int64))
+        # Each text (and its function, a prefix of it) at most doubled, plus quotes.
+        out = np.empty(n * (_ROW_BYTES + 2 * cat.longest + len(lit) + 1) + 4 * text + 16,
+                       np.uint8)
+    ranks = np.full(max(len(M.CATALOGUE), 1), -1, np.int16)
+    for code, msg in enumerate(M.CATALOGUE):
+        if msg.event in keep:
+            ranks[code] = keep.index(msg.event)
+    slots = max(progs.n_slots, 1)
+    k_time, k_cpu = np.empty(n, np.uint64), np.empty(n, np.uint16)
+    k_seq, k_rank = np.empty(n, np.uint32), np.empty(n, np.uint8)
+    k_values, k_present = np.empty((slots, n), np.int64), np.empty((slots, n), bool)
+    res = np.zeros(4, np.int64)
+    jit.event_rows(n, addrs, cpus, seqs, cat.hdr,
+                   progs.pool, progs.funcs, progs.spans, progs.ops, progs.adjust,
+                   progs.lo, progs.hi, np.zeros(slots, np.int64),
+                   cat.pool, cat.events, cat.names, lit, 0 if out is None else out.ctypes.data,
+                   ranks, np.zeros((slots, 1), np.int64), np.zeros((slots, 1), bool),
+                   k_time, k_cpu, k_seq, k_rank, k_values, k_present, res)
+    if res[jit.FAIL] != jit.OK:
+        return Refused(_REASONS[int(res[jit.FAIL])], int(res[jit.FAILED_ROW]))
+    m = int(res[jit.KEPT])
+    # Copies of the kept rows: the arrays are sized for every record.
+    given: dict[str, pl.Series] = {
+        "time_us": pl.Series("time_us", k_time[:m].copy()),
+        "cpu": pl.Series("cpu", k_cpu[:m].copy()),
+        "seq": pl.Series("seq", k_seq[:m].copy()),
+        "event": pl.Series("event", keep, pl.Enum(keep)).gather(k_rank[:m].astype(np.uint32)),
+    }
+    for slot, name in enumerate(E.EVENT_FIELDS):
+        values = k_values[slot, :m].astype(E.numpy_dtype(name))
+        given[name] = records.masked_series(name, values, k_present[slot, :m].copy())
+    kept = pl.DataFrame([given[c].alias(c) for c in columns])
+    return FusedEvents(None if out is None else out[: int(res[jit.WRITTEN])], kept, n)
+
+
+def iotimes_records(parts: Sequence[Part]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The records table (:data:`IOTIMES_COLUMNS`) and the chunk-server
+    entries of the iotimes records of ``parts``, merged.  Their order is
+    theirs in the whole batch merged: the merge sorts by (time, part,
+    row), which a subset of every part keeps."""
+    sub = [q for q in (pt.subset(pt.header()["type"] == L.TYPE_IOTIMES) for pt in parts)
+           if len(q)]
+    return (records.records_frame(sub, columns=IOTIMES_COLUMNS, merge=True),
+            records.cs_frame(sub))
+
+
+def bookkeeping_records(parts: Sequence[Part]) -> pl.DataFrame:
+    """The :data:`BOOKKEEPING_COLUMNS` of ``parts``, not merged (in part order):
+    what is counted and kept from them does not depend on the row order."""
+    return records.records_frame(parts, columns=BOOKKEEPING_COLUMNS)
