@@ -52,8 +52,12 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
     """The iotimes records with their request name and total latency."""
     return (
         records.filter(pl.col("type") == L.TYPE_IOTIMES)
+        # A creation time of 2**63 us or more (~292,000 years: a garbled
+        # field) has no total: null, not a failed cast.  The record time is
+        # below 2**52 (scan.TIME_LIMIT), so the difference cannot overflow.
         .with_columns(_REQ, (pl.col("time_us").cast(pl.Int64)
-                             - pl.col("io_start_time").cast(pl.Int64)).alias("total_us"))
+                             - pl.col("io_start_time").cast(pl.Int64, strict=False))
+                      .alias("total_us"))
     )
 
 
@@ -191,7 +195,7 @@ def slowest(records: pl.LazyFrame, n: int = 10) -> pl.LazyFrame:
     """The n IOs with the largest total latency."""
     return (
         iotimes(records)
-        .sort("total_us", "time_us", descending=[True, False])
+        .sort("total_us", "time_us", descending=[True, False], nulls_last=True)
         .head(n)
         .select("time_us", "cpu", pl.col("io_ino").alias("ino"), "request",
                 pl.col("io_offset").alias("offset"), pl.col("io_size").alias("size"),

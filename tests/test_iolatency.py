@@ -39,6 +39,32 @@ def test_per_cs_percentiles():
     assert (w["count"], w["net_max_us"], w["io_max_us"]) == (1, 50, 500)
 
 
+def test_a_garbled_creation_time_has_no_total_and_is_not_the_slowest(tmp_path, capsys):
+    """A start_time of 2**63 us or more does not fit the Int64 total: the
+    total is null (not a failed cast that stops export and analyze), and
+    such an IO is listed after every IO with a total."""
+    from ktrace_decode.cli import main
+
+    def rec(t: int, start: int) -> bytes:
+        hdr = dict(chunk=0, offset=0, size=4096, start_time=start, local_delay=5, lat=9,
+                   ino=7, type=257)
+        cs = [dict(csid=1, misc=0, ts_net=2, ts_io=3)]
+        return L.build_record(L.TYPE_IOTIMES, t, L.iotimes_payload(hdr, cs))
+
+    data = rec(10_000, 2**64 - 1) + rec(10_100, 2**63) + rec(10_200, 10_000)
+    recs, cs, _ = decode_bytes(data)
+    io = iolatency.iotimes(recs.lazy()).collect()
+    assert io["total_us"].to_list() == [None, None, 200]
+    assert iolatency.slowest(recs.lazy(), 3).collect()["total_us"].to_list() == [200, None, None]
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "trace0").write_bytes(data)
+    assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "out")]) == 0
+    lines = (tmp_path / "out" / "iotimes.csv").read_text().splitlines()
+    assert [line.split(",")[13] for line in lines] == ["total_us", "", "", "200"]
+    assert main(["analyze", str(tmp_path / "d"), "--json"]) == 0
+    assert '"total_us": 200' in capsys.readouterr().out
+
+
 def test_per_ino_and_slowest():
     recs, _ = _frames()
     ino = iolatency.per_ino(recs).collect()
