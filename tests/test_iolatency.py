@@ -52,7 +52,7 @@ def test_a_garbled_creation_time_has_no_total_and_is_not_the_slowest(tmp_path, c
         return L.build_record(L.TYPE_IOTIMES, t, L.iotimes_payload(hdr, cs))
 
     data = rec(10_000, 2**64 - 1) + rec(10_100, 2**63) + rec(10_200, 10_000)
-    recs, cs, _ = decode_bytes(data)
+    recs, _, _ = decode_bytes(data)
     io = iolatency.iotimes(recs.lazy()).collect()
     assert io["total_us"].to_list() == [None, None, 200]
     assert iolatency.slowest(recs.lazy(), 3).collect()["total_us"].to_list() == [200, None, None]

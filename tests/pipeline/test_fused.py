@@ -254,6 +254,22 @@ def test_exports_of_random_traces_are_identical(tmp_path_factory, seed, batch):
     assert on == off
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dump=_dump(), batch=st.sampled_from([3, 40]))
+def test_exports_of_generated_dumps_are_identical(tmp_path_factory, dump, batch):
+    """Any text, any bytes, extreme iotimes fields: the whole export (and its
+    summary) is the same with the loop or without it, and never fails."""
+    if not any(t.size for t in dump.traces):
+        return  # nothing to export: the command says so (tested elsewhere)
+    where = tmp_path_factory.mktemp("d")
+    for t in dump.traces:
+        (where / t.name).write_bytes(t.data.tobytes())
+    with pytest.MonkeyPatch.context() as mp:
+        on = _export_csv(tmp_path_factory.mktemp("on"), [str(where)], True, mp, batch, 512)
+        off = _export_csv(tmp_path_factory.mktemp("off"), [str(where)], False, mp, batch, 512)
+    assert on == off
+
+
 def test_a_refused_batch_is_written_by_the_general_path(tmp_path, monkeypatch):
     """One record with a NUL inside its text, one not UTF-8: their batches
     go the general way, the others the loop's, and the files are the same."""
