@@ -34,12 +34,14 @@ BUILT_FROM_SHA256 = "d13814bbe6a89aa4"
 
 #: Why a batch cannot be written by the loop (``res[FAIL]``); :mod:`.fused`
 #: then takes the general path for the whole batch.
-OK, NUL_IN_TEXT, NOT_UTF8, DEFERRED = 0, 1, 2, 3
-#: ``res``: bytes written, kept rows, the failure, the row that failed.
-WRITTEN, KEPT, FAIL, FAILED_ROW = range(4)
+OK, NUL_IN_TEXT, NOT_UTF8, DEFERRED, NO_ROOM = 0, 1, 2, 3, 4
+#: ``res``: bytes written, kept rows, the failure, the row that failed,
+#: iotimes records and their chunk-server entries copied.
+WRITTEN, KEPT, FAIL, FAILED_ROW, IOTIMES_ROWS, ENTRIES, RESULTS = range(7)
 #: ``hdr``: where the loop reads a record's fields, from the record's
 #: start (given by :mod:`.fused` from the layout declarations).
-H_TYPE, H_PDU, H_OVFL, H_TIME, H_INO, H_SIZE, H_TEXT_MAX, H_TYPE_TEXT, H_TYPE_IOTIMES = range(9)
+(H_TYPE, H_PDU, H_OVFL, H_TIME, H_INO, H_SIZE, H_TEXT_MAX, H_TYPE_TEXT, H_TYPE_IOTIMES,
+ H_IOT_SIZE, H_CS_SIZE, H_FIELDS) = range(12)
 #: ``names`` rows: record_type by kind, then the events that are not in
 #: the catalogue (the catalogue's own come first in ``events``).
 TEXT, IOTIMES, UNKNOWN = range(3)
@@ -157,8 +159,10 @@ def utf8_ok(src, n):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True, _nrt=False)
 def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
                pool, funcs, spans, ops, adjust, lo, hi, tmp,
-               name_pool, events, names, lit, out_addr, keep, row_values, row_present,
-               k_time, k_cpu, k_seq, k_rank, k_values, k_present, res):
+               name_pool, events, names, lit, out_addr, out_cap, row_fixed, keep,
+               row_values, row_present,
+               k_time, k_cpu, k_seq, k_rank, k_values, k_present,
+               io_hdr, io_time, io_cpu, io_seq, io_pdu, cs_raw, cs_cpu, cs_seq, cs_idx, res):
     """The events rows of the n records at ``addrs`` (with ``cpus``,
     ``seqs``), in that order.
 
@@ -166,11 +170,16 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
     the type numbers (H_* above).  ``pool`` ... ``tmp``: the byte programs
     (:class:`.bytematch.Programs`).  ``events[code]``, ``names[kind]``:
     (offset, length) in ``name_pool`` of an event's or a record type's CSV
-    field; codes are the
-    catalogue's, then other, iotimes, unknown.  ``lit``: a first field on
-    every row (none if empty).  Rows go to ``out_addr`` (0: none written,
-    only the kept events), a record whose code has ``keep[code] >= 0`` to
-    row ``res[KEPT]`` of the ``k_*`` arrays (its event as that number).
+    field; codes are the catalogue's, then other, iotimes, unknown.
+    ``lit``: a first field on every row (none if empty).
+
+    Rows go to ``out_addr`` (0: none written, only the kept events), which
+    has ``out_cap`` bytes; a row takes at most ``row_fixed`` bytes and four
+    per byte of its text.  A record whose code has ``keep[code] >= 0`` goes
+    to row ``res[KEPT]`` of the ``k_*`` arrays (its event as that number).
+    An iotimes record's header bytes go to ``io_hdr`` (with its time, cpu,
+    seq and pdu_len), its chunk-server entries' bytes to ``cs_raw`` (with
+    their record's cpu and seq, and their index).
 
     Stops at the first record the general path must decode (``res[FAIL]``,
     ``res[FAILED_ROW]``).
@@ -185,6 +194,12 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
     res[FAIL] = OK
     p = 0
     kept = 0
+    n_io = 0
+    n_cs = 0
+    io_size = hdr[H_IOT_SIZE]
+    cs_size = hdr[H_CS_SIZE]
+    io_base = io_hdr.ctypes.data
+    cs_base = cs_raw.ctypes.data
     for i in range(n):
         a = addrs[i]
         typ = load2(a + hdr[H_TYPE])
@@ -221,6 +236,23 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
             code = m if result == 1 else n_cat  # else: other
         elif kind == IOTIMES:
             code = n_cat + 1
+            # (the scan accepts only iotimes of io_size + k * cs_size bytes)
+            entries = max(pdu - io_size, 0) // cs_size
+            if n_io >= len(io_time) or n_cs + entries > len(cs_cpu):
+                res[FAIL], res[FAILED_ROW] = NO_ROOM, i  # the caller's count is wrong
+                break
+            copy_bytes(io_base + n_io * io_size, a + hdr[H_SIZE], io_size)
+            io_time[n_io] = load8(a + hdr[H_TIME])
+            io_cpu[n_io] = cpus[i]
+            io_seq[n_io] = seqs[i]
+            io_pdu[n_io] = pdu
+            n_io += 1
+            copy_bytes(cs_base + n_cs * cs_size, a + hdr[H_SIZE] + io_size, entries * cs_size)
+            for e in range(entries):
+                cs_cpu[n_cs] = cpus[i]
+                cs_seq[n_cs] = seqs[i]
+                cs_idx[n_cs] = e
+                n_cs += 1
         if code < n_cat:
             # The fields the message printed, adjusted, in range (else absent).
             for s in range(n_slots):
@@ -238,6 +270,9 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
                 kept += 1
         if not write:
             continue
+        if p + row_fixed + 4 * ln > out_cap:
+            res[FAIL], res[FAILED_ROW] = NO_ROOM, i  # the caller's bound is wrong
+            break
         if n_lit:
             copy_bytes(out_addr + p, lit_base, n_lit)
             out[p + n_lit] = _COMMA
@@ -292,5 +327,7 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
         p += 1
     res[WRITTEN] = p
     res[KEPT] = kept
+    res[IOTIMES_ROWS] = n_io
+    res[ENTRIES] = n_cs
     return 0
 

@@ -22,11 +22,11 @@ general path (:class:`Refused`):
 * a text whose message program defers to the regular expressions (a
   number of more than 18 digits, see :mod:`.bytematch`).
 
-The iotimes tables (15 % of a typical dump's records) still come from a
-records table, built for the batch's iotimes records only
-(:func:`iotimes_records`), and the bookkeeping columns from the batch
-unmerged (:func:`bookkeeping_records`): the streamed export's code for
-them is unchanged.
+The same pass copies the iotimes records' header and chunk-server bytes
+aside, in merged order: the streamed export builds its iotimes tables
+(15 % of a typical dump's records) from those with its usual plans, and
+its bookkeeping from the batch's headers unmerged
+(:func:`bookkeeping_records`).
 
 ``tests/pipeline/test_fused.py`` compares the bytes and the kept events
 with the general path's on every sample, on hypothesis-generated batches
@@ -109,7 +109,7 @@ def _catalogue() -> _Catalogue:
                             (head, "time", 8), (iot, "ino", 8)):
         if dt.fields[name][0] != np.dtype(f"<u{width}"):
             raise RuntimeError(f"fused: the loop reads {name} as a {width}-byte integer")
-    hdr = np.zeros(9, np.int64)
+    hdr = np.zeros(jit.H_FIELDS, np.int64)
     hdr[jit.H_TYPE] = head.fields["type"][1]
     hdr[jit.H_PDU] = head.fields["pdu_len"][1]
     hdr[jit.H_OVFL] = head.fields["ovfl"][1]
@@ -119,6 +119,8 @@ def _catalogue() -> _Catalogue:
     hdr[jit.H_TEXT_MAX] = L.KTRACE_LOG_BUF_SIZE
     hdr[jit.H_TYPE_TEXT] = L.TYPE_TEXT
     hdr[jit.H_TYPE_IOTIMES] = L.TYPE_IOTIMES
+    hdr[jit.H_IOT_SIZE] = L.IOTIMES_HEADER_SIZE
+    hdr[jit.H_CS_SIZE] = L.IOTIMES_CS_SIZE
     return _Catalogue(np.frombuffer(bytes(pool), np.uint8).copy(),
                       np.array(spans[:n_ev], np.int64).reshape(-1, 2),
                       np.array(spans[n_ev:], np.int64).reshape(-1, 2), hdr,
@@ -132,17 +134,19 @@ class FusedEvents:
     csv: np.ndarray | None  # uint8, no header (None: not asked for)
     kept: pl.DataFrame  # the kept events' rows, as events.catalogue_events gives them
     rows: int
+    iotimes: pl.DataFrame  # the iotimes records: IOTIMES_COLUMNS of schema.RECORDS
+    entries: pl.DataFrame  # their chunk-server entries (schema.CS), in merged order
 
 
 @dataclass(frozen=True)
 class Refused:
     """The batch holds a record the loop cannot write exactly."""
 
-    reason: str  # "nul in text" | "not utf-8" | "deferred"
+    reason: str  # "nul in text" | "not utf-8" | "deferred" ("no room": a bug)
     row: int  # its position in merged order
 
 
-_REASONS = {1: "nul in text", 2: "not utf-8", 3: "deferred"}
+_REASONS = {1: "nul in text", 2: "not utf-8", 3: "deferred", 4: "no room"}
 
 
 def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, ...],
@@ -165,17 +169,22 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
     seqs = pla.column(np.uint32, Part.seqs)
     lit = np.frombuffer(csv_encode.field(source), np.uint8) if source is not None else (
         np.zeros(0, np.uint8))
-    out = None
-    if csv:
-        text = 0
-        for pt in parts:
-            h = pt.header()
-            is_text = h["type"] == L.TYPE_TEXT
-            text += int(np.minimum(h["pdu_len"][is_text], L.KTRACE_LOG_BUF_SIZE)
-                        .sum(dtype=np.int64))
-        # Each text (and its function, a prefix of it) at most doubled, plus quotes.
-        out = np.empty(n * (_ROW_BYTES + 2 * cat.longest + len(lit) + 1) + 4 * text + 16,
-                       np.uint8)
+    text = n_io = n_cs = 0
+    for pt in parts:
+        h = pt.header()
+        is_text = h["type"] == L.TYPE_TEXT
+        text += int(np.minimum(h["pdu_len"][is_text], L.KTRACE_LOG_BUF_SIZE)
+                    .sum(dtype=np.int64))
+        pdu = h["pdu_len"][h["type"] == L.TYPE_IOTIMES].astype(np.int64)
+        n_io += len(pdu)
+        n_cs += int(np.maximum(pdu - L.IOTIMES_HEADER_SIZE, 0).sum()) // L.IOTIMES_CS_SIZE
+    # Each text (and its function, a prefix of it) at most doubled, plus quotes.
+    row_fixed = _ROW_BYTES + 2 * cat.longest + len(lit) + 1
+    out = np.empty(n * row_fixed + 4 * text, np.uint8) if csv else None
+    io = (np.empty(n_io * L.IOTIMES_HEADER_SIZE, np.uint8), np.empty(n_io, np.uint64),
+          np.empty(n_io, np.uint16), np.empty(n_io, np.uint32), np.empty(n_io, np.uint16))
+    ent = (np.empty(n_cs * L.IOTIMES_CS_SIZE, np.uint8), np.empty(n_cs, np.uint16),
+           np.empty(n_cs, np.uint32), np.empty(n_cs, np.uint8))
     ranks = np.full(max(len(M.CATALOGUE), 1), -1, np.int16)
     for code, msg in enumerate(M.CATALOGUE):
         if msg.event in keep:
@@ -184,13 +193,14 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
     k_time, k_cpu = np.empty(n, np.uint64), np.empty(n, np.uint16)
     k_seq, k_rank = np.empty(n, np.uint32), np.empty(n, np.uint8)
     k_values, k_present = np.empty((slots, n), np.int64), np.empty((slots, n), bool)
-    res = np.zeros(4, np.int64)
+    res = np.zeros(jit.RESULTS, np.int64)
     jit.event_rows(n, addrs, cpus, seqs, cat.hdr,
                    progs.pool, progs.funcs, progs.spans, progs.ops, progs.adjust,
                    progs.lo, progs.hi, np.zeros(slots, np.int64),
                    cat.pool, cat.events, cat.names, lit, 0 if out is None else out.ctypes.data,
-                   ranks, np.zeros((slots, 1), np.int64), np.zeros((slots, 1), bool),
-                   k_time, k_cpu, k_seq, k_rank, k_values, k_present, res)
+                   0 if out is None else len(out), row_fixed, ranks,
+                   np.zeros((slots, 1), np.int64), np.zeros((slots, 1), bool),
+                   k_time, k_cpu, k_seq, k_rank, k_values, k_present, *io, *ent, res)
     if res[jit.FAIL] != jit.OK:
         return Refused(_REASONS[int(res[jit.FAIL])], int(res[jit.FAILED_ROW]))
     m = int(res[jit.KEPT])
@@ -205,18 +215,31 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
         values = k_values[slot, :m].astype(E.numpy_dtype(name))
         given[name] = records.masked_series(name, values, k_present[slot, :m].copy())
     kept = pl.DataFrame([given[c].alias(c) for c in columns])
-    return FusedEvents(None if out is None else out[: int(res[jit.WRITTEN])], kept, n)
+    assert res[jit.IOTIMES_ROWS] == n_io and res[jit.ENTRIES] == n_cs
+    return FusedEvents(None if out is None else out[: int(res[jit.WRITTEN])], kept, n,
+                       _iotimes_frame(*io), _entries_frame(*ent))
 
 
-def iotimes_records(parts: Sequence[Part]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The records table (:data:`IOTIMES_COLUMNS`) and the chunk-server
-    entries of the iotimes records of ``parts``, merged.  Their order is
-    theirs in the whole batch merged: the merge sorts by (time, part,
-    row), which a subset of every part keeps."""
-    sub = [q for q in (pt.subset(pt.header()["type"] == L.TYPE_IOTIMES) for pt in parts)
-           if len(q)]
-    return (records.records_frame(sub, columns=IOTIMES_COLUMNS, merge=True),
-            records.cs_frame(sub))
+def _iotimes_frame(raw: np.ndarray, time: np.ndarray, cpu: np.ndarray, seq: np.ndarray,
+                   pdu: np.ndarray) -> pl.DataFrame:
+    """The iotimes records' columns (IOTIMES_COLUMNS, as the records table
+    types them) from their copied header bytes."""
+    io = raw.view(L.IOTIMES_HEADER_DTYPE)
+    cols = {"cpu": cpu, "seq": seq, "time_us": time,
+            "type": np.full(len(time), L.TYPE_IOTIMES, np.uint16),
+            **{name: np.ascontiguousarray(io[field]) for name, field in records.IO_FIELDS},
+            "n_cs": (pdu - L.IOTIMES_HEADER_SIZE) // L.IOTIMES_CS_SIZE}
+    return schema.conform(pl.DataFrame(cols), {c: schema.RECORDS[c] for c in IOTIMES_COLUMNS})
+
+
+def _entries_frame(raw: np.ndarray, cpu: np.ndarray, seq: np.ndarray, idx: np.ndarray
+                   ) -> pl.DataFrame:
+    """The chunk-server entries (schema.CS) from their copied bytes."""
+    e = raw.view(L.IOTIMES_CS_DTYPE)
+    cols = {"cpu": cpu, "seq": seq, "idx": idx,
+            **{name: np.ascontiguousarray(e[name]) for name in ("csid", "misc", "ts_net",
+                                                                   "ts_io")}}
+    return schema.conform(pl.DataFrame(cols), schema.CS)
 
 
 def bookkeeping_records(parts: Sequence[Part]) -> pl.DataFrame:

@@ -445,8 +445,8 @@ class StreamExport:
                               source=source)
         if isinstance(got, fused.Refused):
             return None
-        recs, cs = fused.iotimes_records(parts)
-        iot = pl.collect_all(self._iotimes_plans(recs.lazy(), cs.lazy()), engine="in-memory")
+        iot = pl.collect_all(self._iotimes_plans(got.iotimes.lazy(), got.entries.lazy()),
+                             engine="in-memory")
         events = None
         if got.csv is not None:
             names = ("source", *schema.EVENTS) if source is not None else tuple(schema.EVENTS)

@@ -35,15 +35,17 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 KEEP, COLUMNS = streamed.KEPT_EVENTS, streamed.KEPT_COLUMNS
 
 
-def _general(parts: list[D.Part], source: str | None) -> tuple[bytes, pl.DataFrame, pl.DataFrame]:
-    """The general path's events.csv rows, kept events and records of a batch."""
-    batch, _ = D.merged_frames(parts, streamed.RECORD_COLUMNS)
+def _general(parts: list[D.Part], source: str | None
+             ) -> tuple[bytes, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The general path's events.csv rows, kept events, records and
+    chunk-server entries of a batch."""
+    batch, cs = D.merged_frames(parts, streamed.RECORD_COLUMNS)
     cl = E.classified(batch.lazy())
     ev = E.from_classified(cl).collect()
     if source is not None:
         ev = ev.select(pl.lit(source, pl.String).alias("source"), pl.all())
     kept = E.catalogue_events(cl, KEEP, COLUMNS).collect()
-    return ev.write_csv(include_header=False).encode(), kept, batch
+    return ev.write_csv(include_header=False).encode(), kept, batch, cs
 
 
 def _raw_text(parts: list[D.Part], cpu: int, offset: int) -> bytes:
@@ -74,7 +76,7 @@ def _refusal_of(parts: list[D.Part], batch: pl.DataFrame, row: int) -> str | Non
 
 def _check_batch(parts: list[D.Part], source: str | None = None) -> fused.FusedEvents | None:
     got = fused.events_of(parts, KEEP, COLUMNS, source=source)
-    csv, kept, batch = _general(parts, source)
+    csv, kept, batch, cs = _general(parts, source)
     if isinstance(got, fused.Refused):
         # The row named, and no row before it, is one the loop cannot write.
         assert _refusal_of(parts, batch, got.row) == got.reason
@@ -84,6 +86,13 @@ def _check_batch(parts: list[D.Part], source: str | None = None) -> fused.FusedE
     assert got.rows == batch.height
     assert got.csv is not None and got.csv.tobytes() == csv
     assert_frame_equal(got.kept, kept)
+    # The iotimes records and their entries, in merged order (the entries'
+    # (cpu, seq, idx) order among records of one time).
+    assert_frame_equal(got.iotimes, batch.filter(pl.col("type") == L.TYPE_IOTIMES)
+                       .select(fused.IOTIMES_COLUMNS))
+    rank = batch.select("cpu", "seq").with_row_index("__row")
+    assert_frame_equal(got.entries, cs.join(rank, on=["cpu", "seq"]).sort("__row", "idx")
+                       .drop("__row"))
     # Without rows asked for, the same kept events.
     bare = fused.events_of(parts, KEEP, COLUMNS, csv=False)
     assert isinstance(bare, fused.FusedEvents) and bare.csv is None
@@ -298,3 +307,12 @@ def test_a_refused_batch_is_written_by_the_general_path(tmp_path, monkeypatch):
     assert on == off
     assert b'fuse_open: cut\n' in on["events.csv"]
     assert "fuse_open: \ufffd(".encode() in on["events.csv"]
+
+
+def test_a_wrong_bound_is_refused_not_written_past(monkeypatch):
+    """The loop checks the room left before every row: a caller's bound
+    that is too small stops it (the general path then writes the batch)."""
+    parts = _one_text(b"fuse_open: " + b"x" * 200 + b"\0")
+    monkeypatch.setattr(fused, "_ROW_BYTES", -100)
+    got = fused.events_of(parts, KEEP, COLUMNS)
+    assert isinstance(got, fused.Refused) and got.reason == "no room"
