@@ -35,7 +35,7 @@ with the general path's on every sample, on hypothesis-generated batches
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -136,6 +136,7 @@ class FusedEvents:
     rows: int
     iotimes: pl.DataFrame  # the iotimes records: IOTIMES_COLUMNS of schema.RECORDS
     entries: pl.DataFrame  # their chunk-server entries (schema.CS), in merged order
+    buffer: np.ndarray | None = None  # the whole buffer ``csv`` is the start of
 
 
 @dataclass(frozen=True)
@@ -150,12 +151,15 @@ _REASONS = {1: "nul in text", 2: "not utf-8", 3: "deferred", 4: "no room"}
 
 
 def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, ...],
-              csv: bool = True, source: str | None = None) -> FusedEvents | Refused:
+              csv: bool = True, source: str | None = None,
+              take: Callable[[int], np.ndarray] | None = None) -> FusedEvents | Refused:
     """The events of ``parts`` merged (as :func:`.records.records_frame`
     with ``merge=True`` orders them): CSV rows (a leading ``source`` field
     on each, if given; none if not ``csv``) and the rows of the catalogue
     events ``keep`` with ``columns``, as :func:`.events.catalogue_events`
-    gives them (``event`` an Enum of ``keep``)."""
+    gives them (``event`` an Enum of ``keep``).  ``take(size)`` gives the
+    buffer the rows are written into (``FusedEvents.buffer``; a new one by
+    default)."""
     jit = _jit()
     if jit is None:
         raise RuntimeError("numba is not available")
@@ -180,7 +184,8 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
         n_cs += int(np.maximum(pdu - L.IOTIMES_HEADER_SIZE, 0).sum()) // L.IOTIMES_CS_SIZE
     # Each text (and its function, a prefix of it) at most doubled, plus quotes.
     row_fixed = _ROW_BYTES + 2 * cat.longest + len(lit) + 1
-    out = np.empty(n * row_fixed + 4 * text, np.uint8) if csv else None
+    size = n * row_fixed + 4 * text
+    out = (take(size) if take is not None else np.empty(size, np.uint8)) if csv else None
     io = (np.empty(n_io * L.IOTIMES_HEADER_SIZE, np.uint8), np.empty(n_io, np.uint64),
           np.empty(n_io, np.uint16), np.empty(n_io, np.uint32), np.empty(n_io, np.uint16))
     ent = (np.empty(n_cs * L.IOTIMES_CS_SIZE, np.uint8), np.empty(n_cs, np.uint16),
@@ -217,7 +222,7 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
     kept = pl.DataFrame([given[c].alias(c) for c in columns])
     assert res[jit.IOTIMES_ROWS] == n_io and res[jit.ENTRIES] == n_cs
     return FusedEvents(None if out is None else out[: int(res[jit.WRITTEN])], kept, n,
-                       _iotimes_frame(*io), _entries_frame(*ent))
+                       _iotimes_frame(*io), _entries_frame(*ent), out)
 
 
 def _iotimes_frame(raw: np.ndarray, time: np.ndarray, cpu: np.ndarray, seq: np.ndarray,

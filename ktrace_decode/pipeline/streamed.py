@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
@@ -45,6 +46,7 @@ from ..formats import layouts as L
 from ..safe_output import OutputDir, excel_safe_frame
 from ..sources import open_dump
 from . import csv_encode, fused, storage, tables
+from .buffers import BufferPool
 from .episodes import ATTACHED_EVENTS, STATE_EVENTS, compiled, episodes
 from .events import catalogue_events, classified, from_classified, record_type_counts
 from .summary import Selection, summarize
@@ -87,6 +89,8 @@ class CsvBytes:
     data: np.ndarray  # uint8
     columns: tuple[str, ...]
     rows: int
+    #: Called once the bytes are written (the buffer may then be reused).
+    written: Callable[[], None] | None = None
 
 
 def _encoded(df: pl.DataFrame, source: str | None) -> pl.DataFrame | CsvBytes:
@@ -128,6 +132,8 @@ class TableWriter:
                 self.f.write(memoryview(df.data))
                 self._started = True
                 self.rows += df.rows
+            if df.written is not None:
+                df.written()  # the file has its own copy of the bytes now
             return
         if df.is_empty():
             return
@@ -317,6 +323,8 @@ class StreamExport:
         self._pending: list[Future[None]] = []
         self.writers: dict[str, TableWriter] = {}
         self._stack = ExitStack()
+        # The events rows' buffers, back from the writer for later batches.
+        self._buffers = BufferPool()
 
     def __enter__(self) -> StreamExport:
         if self.out is None:
@@ -402,6 +410,7 @@ class StreamExport:
         decoded = stream.decoded()
         D.require_records(decoded)
         self._drain()  # the record-sized tables of this dump are out: its end tables follow
+        self._buffers.clear()
         # Nothing reads the trace bytes any more: their pages make room for
         # the end tables (the export's peak memory is there).
         stream.release_all()
@@ -442,15 +451,16 @@ class StreamExport:
         None if it refuses the batch."""
         source = path if self.multi else None
         got = fused.events_of(parts, KEPT_EVENTS, KEPT_COLUMNS, csv=self.out is not None,
-                              source=source)
+                              source=source, take=self._buffers.take)
         if isinstance(got, fused.Refused):
             return None
         iot = pl.collect_all(self._iotimes_plans(got.iotimes.lazy(), got.entries.lazy()),
                              engine="in-memory")
         events = None
-        if got.csv is not None:
+        if got.csv is not None and got.buffer is not None:
             names = ("source", *schema.EVENTS) if source is not None else tuple(schema.EVENTS)
-            events = CsvBytes(got.csv, names, got.rows)
+            events = CsvBytes(got.csv, names, got.rows,
+                              partial(self._buffers.give, got.buffer))
         return self._tables(path, got.kept, iot, fused.bookkeeping_records(parts), events)
 
     def _iotimes_plans(self, recs: pl.LazyFrame, cs: pl.LazyFrame) -> list[pl.LazyFrame]:
