@@ -91,7 +91,8 @@ DOCS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "start_time_us": (_T, "request creation"),
         "local_delay_us": ("us", "creation to send"),
         "lat_us": ("us", "send to the record time"),
-        "total_us": ("us", "time_us - start_time_us"),
+        "total_us": ("us", "time_us - start_time_us; empty if start_time_us is 2^63 or more "
+                     "(a garbled field)"),
         "cses": ("", "entry count as recorded"),
         "chid": ("", "the pad1 field: a map id on newer kernels (inferred)"),
         "n_cs": ("", "chunk-server entries in the record: (pdu_len - 56) / 24"),
