@@ -31,7 +31,7 @@ from . import schema
 from .errors import InputError, UsageError
 from .formats import layouts as L
 from .records import Part, cs_frame, pool, records_frame
-from .scan import CHUNK, Scanner, ScanResult, Skip, scan_stream
+from .scan import CHUNK, Scanner, ScanResult, Skip, Walk, scan_stream
 from .sources import Dump, TraceSource, mapping_of, open_dump
 
 LAYOUTS = ("auto", "stream", "raw")
@@ -217,9 +217,10 @@ def _count(rep: CpuReport, part: Part) -> None:
 
 def scan_parts(src: TraceSource, layout: str = "auto",
                subbuf_size: int = L.RELAY_SUBBUF_SIZE, n_subbufs: int = L.RELAY_N_SUBBUFS,
-               chunk: int = CHUNK) -> Generator[Part, None, CpuReport]:
+               chunk: int = CHUNK, walk: Walk | None = None) -> Generator[Part, None, CpuReport]:
     """Find the records of one per-CPU file, batch by batch (at most ``chunk`` bytes
-    of stream each); the generator's return value is the file's report."""
+    of stream each); the generator's return value is the file's report.
+    ``walk``: the compiled chain walk (:func:`.scan.compiled_walk`), if wanted."""
     lay = _layout(src, layout, subbuf_size, n_subbufs)
     if lay == "raw":
         res, order = _scan_raw(src, subbuf_size)
@@ -229,7 +230,7 @@ def scan_parts(src: TraceSource, layout: str = "auto",
         if len(part):
             yield part
         return rep
-    sc = Scanner(src.data, chunk=chunk)
+    sc = Scanner(src.data, chunk=chunk, walk=walk)
     rep = CpuReport(cpu=src.cpu, source=src.name, layout=lay, size=src.size)
     prev: int | None = None
     for res in sc.chunks():
@@ -394,13 +395,14 @@ class DumpStream:
     def __init__(self, dump: Dump, layout: str = "auto",
                  subbuf_size: int = L.RELAY_SUBBUF_SIZE, n_subbufs: int = L.RELAY_N_SUBBUFS,
                  columns: list[str] | None = None, batch: int = STREAM_BATCH,
-                 chunk: int = STREAM_CHUNK, release_lag: int = 0, nul_cut: bool = True) -> None:
+                 chunk: int = STREAM_CHUNK, release_lag: int = 0, nul_cut: bool = True,
+                 walk: Walk | None = None) -> None:
         _check_options(layout, subbuf_size, n_subbufs)
         self.dump = dump
         self.columns = columns
         self.nul_cut = nul_cut  # see records_frame
         self.batch = batch
-        self._gens = [scan_parts(src, layout, subbuf_size, n_subbufs, chunk)
+        self._gens = [scan_parts(src, layout, subbuf_size, n_subbufs, chunk, walk)
                       for src in dump.traces]
         self.cpus: list[CpuReport] = [CpuReport(src.cpu, src.name, layout, src.size)
                                       for src in dump.traces]

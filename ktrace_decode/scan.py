@@ -40,7 +40,8 @@ a sub-buffer is exactly "nothing newer up to the end".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -211,6 +212,53 @@ def _candidates(buf: np.ndarray, c0: int, c1: int, end: int) -> _Cands:
     return _Cands(pos, hdr, tim, nxt, ok_sync, ok_resync)
 
 
+#: A compiled walk along the chain: (buffer, from, stop before, end) -> the
+#: starts and headers of the records it accepts (see :func:`compiled_walk`).
+Walk = Callable[[np.ndarray, int, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def compiled_walk() -> Walk | None:
+    """The chain walk compiled (``pipeline/_scan_jit.py``), or None without numba.
+
+    It accepts, from a record start on, exactly the records the vectorised
+    scan would accept there, and stops where that would break the chain
+    (tests/test_scan_walk.py holds the two to it), so a scan with it gives
+    the same result, reading each header instead of searching every byte
+    for the magic.  Loading it loads numba (~0.3 s): for big inputs only.
+    """
+    from .pipeline import jit_loops
+
+    jit = jit_loops.load("_scan_jit")
+    if jit is None:
+        return None
+    rules = np.zeros(jit.R_FIELDS, np.int64)
+    rules[jit.R_MAGIC] = L.MAGIC
+    rules[jit.R_TYPE_AT], rules[jit.R_PDU_AT], rules[jit.R_TIME_AT] = (
+        _OFF["type"], _OFF["pdu_len"], _OFF["time"])
+    rules[jit.R_HEADER] = _H
+    rules[jit.R_TEXT], rules[jit.R_IOTIMES] = L.TYPE_TEXT, L.TYPE_IOTIMES
+    rules[jit.R_IOT_HEADER], rules[jit.R_CS_SIZE] = _IOT_HDR, _CS
+    rules[jit.R_LOG_BUF] = L.KTRACE_LOG_BUF_SIZE
+    rules[jit.R_TIME_LIMIT] = TIME_LIMIT
+    # The walk reads these widths (a layout change must not go unnoticed).
+    for name, width in (("magic", 2), ("type", 2), ("pdu_len", 2), ("time", 8)):
+        if L.HEADER_DTYPE.fields[name][0] != np.dtype(f"<u{width}"):
+            raise RuntimeError(f"scan: the walk reads {name} as a {width}-byte integer")
+    scratch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def walk(buf: np.ndarray, pos: int, stop: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        cap = (stop - pos) // _H + 1  # every record takes at least a header
+        starts, hdr = scratch.get(threading.get_ident(), (np.empty(0, np.int64), None))
+        if len(starts) < cap or hdr is None:
+            starts, hdr = np.empty(cap, np.int64), np.empty((cap, _H), np.uint8)
+            scratch[threading.get_ident()] = starts, hdr
+        n = jit.walk(buf.ctypes.data, pos, stop, end, rules, starts, hdr)
+        # Copies of what was found: the scratch serves the next chunk.
+        return starts[:n].copy(), hdr[:n].copy().reshape(-1).view(L.HEADER_DTYPE)
+
+    return walk
+
+
 class Scanner:
     """Walk ``buf[start:end]`` as records back to back, chunk by chunk.
 
@@ -226,12 +274,15 @@ class Scanner:
     """
 
     def __init__(self, buf: np.ndarray, start: int = 0, end: int | None = None,
-                 raw_subbuf: bool = False, chunk: int = CHUNK) -> None:
+                 raw_subbuf: bool = False, chunk: int = CHUNK, walk: Walk | None = None) -> None:
         self.buf = buf
         self.start = start
         self.end = len(buf) if end is None else end
         self.raw_subbuf = raw_subbuf
         self.chunk = max(chunk, 1)
+        # The compiled walk follows an intact chain (streams; raw sub-buffers
+        # have rules of their own about old laps); it reads by address.
+        self.walk = walk if not raw_subbuf and buf.flags.c_contiguous else None
         self.skips: list[Skip] = []
         self.resyncs = 0
         self.padding_bytes = 0
@@ -249,6 +300,26 @@ class Scanner:
         c0 = pos
         while c0 < end:
             c1 = min(c0 + self.chunk, end)
+            walked: ScanResult | None = None
+            if self.walk is not None and broke is None and pos < c1:
+                # Along the chain first; the candidates only if it breaks.
+                starts, hdr = self.walk(buf, pos, c1, end)
+                if len(starts):
+                    times = hdr["time"]
+                    if first_time is None:
+                        first_time = int(times[0])
+                    recent = [*recent, *times[-RECENT_RECORDS:].tolist()][-RECENT_RECORDS:]
+                    last_time = min(recent)
+                    resynced = np.zeros(len(starts), bool)
+                    resynced[0] = resync_next
+                    resync_next = False
+                    walked = ScanResult(starts, resynced, hdr=hdr)
+                    pos = int(starts[-1]) + _H + int(hdr["pdu_len"][-1])
+                if pos >= c1:
+                    if walked is not None:
+                        yield walked
+                    c0 = pos
+                    continue
             c = _candidates(buf, c0, c1, end)
             n = len(c.pos)
             # link[k]: candidate k+1 starts exactly where k ends and is acceptable.
@@ -303,8 +374,10 @@ class Scanner:
                 resync_next = True
                 broke = None
                 floor_off = False
-            if runs:
-                yield _result(c, runs)
+            if runs and walked is not None:
+                yield _concat([walked, _result(c, runs)])
+            elif runs or walked is not None:
+                yield _result(c, runs) if runs else walked  # type: ignore[misc]
             c0 = c1 if broke is not None else max(pos, c1)
             if (c0 >= end and broke is not None and not raw and not floor_off
                     and last_time is not None and len(recent) < CONFIRMING_RECORDS):

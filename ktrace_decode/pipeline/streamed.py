@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import polars as pl
 
-from .. import allocators, iolatency, schema
+from .. import allocators, iolatency, scan, schema
 from .. import decode as D
 from ..decode_cli import prefetch
 from ..direct_io import DirectFile
@@ -71,6 +71,9 @@ EPISODE_ROWS = 1 << 18
 EXPORT_BATCH = D.STREAM_BATCH
 #: Bytes of each trace file scanned at a time (tests make it small to get many batches).
 EXPORT_CHUNK = D.STREAM_CHUNK
+#: Trace bytes from which a dump's scan loads numba for the compiled chain
+#: walk (about as many records as make a batch pay for loading it).
+COMPILED_SCAN_BYTES = 8 << 20
 #: Batches whose tables are computed at once, on threads of their own.  One
 #: batch's tables leave both cores idle ~15 % of the time (the classification
 #: holds one thread while the rest of the plan is short); two overlap.
@@ -373,10 +376,15 @@ class StreamExport:
              ) -> DumpResult:
         """Stream one dump into the files; its decoded reports and its ``analyze``
         document (the same as :func:`.analysis.analyze_decoded`'s)."""
-        stream = D.DumpStream(open_dump(path), layout=args.layout, subbuf_size=args.subbuf_size,
+        dump = open_dump(path)
+        # A big dump loads numba for its batches anyway (fused, bytematch):
+        # its scan then follows the chain compiled too.
+        big = sum(src.size for src in dump.traces) >= COMPILED_SCAN_BYTES
+        stream = D.DumpStream(dump, layout=args.layout, subbuf_size=args.subbuf_size,
                               n_subbufs=args.n_subbufs, columns=RECORD_COLUMNS,
                               batch=EXPORT_BATCH, chunk=EXPORT_CHUNK,
-                              release_lag=RELEASE_LAG)
+                              release_lag=RELEASE_LAG,
+                              walk=scan.compiled_walk() if big else None)
         kept = _Kept()
         # The next batch is scanned and merged (numpy: the GIL is released)
         # on another thread, while the table workers build the records of the

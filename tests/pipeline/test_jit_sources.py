@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 PIPELINE = Path(__file__).parents[2] / "ktrace_decode" / "pipeline"
-LOOPS = ["_bytematch_jit", "_csv_encode_jit", "_episodes_jit", "_fused_jit"]
+LOOPS = ["_bytematch_jit", "_csv_encode_jit", "_episodes_jit", "_fused_jit", "_scan_jit"]
 
 
 @pytest.mark.parametrize("module", LOOPS)
