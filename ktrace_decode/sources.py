@@ -47,7 +47,9 @@ import numpy as np
 
 from .errors import ArchiveError, InputError, KtraceError
 
-TRACE_NAME = re.compile(r"^trace(\d+)$")
+#: ``traceN`` with ASCII digits only and nothing after them: ``\d`` would take
+#: any Unicode digit (``trace\u0663`` as CPU 3) and ``$`` a trailing newline.
+TRACE_NAME = re.compile(r"\Atrace([0-9]+)\Z")
 PROMETHEUS_NAME = "prometheus"
 #: CPU numbers are stored as UInt16 (schema.RECORDS "cpu").
 MAX_CPU = 0xFFFF

@@ -109,6 +109,20 @@ def test_cpu_numbers_out_of_range(tmp_path, name):
         open_dump(p)
 
 
+@pytest.mark.parametrize("name", ["trace\u0663", "trace\uff11", "trace0\n", "trace1\n"])
+def test_only_ascii_digits_ending_the_name_make_a_trace_file(tmp_path, name):
+    # str.isdigit-style digits (Arabic-Indic 3, fullwidth 1) and a trailing
+    # newline once made a CPU number: in a directory such names are not trace
+    # files (skipped like any other file), alone they are an unnamed file (CPU 0).
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "trace5").write_bytes(TRACE)
+    (d / name).write_bytes(TRACE)
+    assert [t.cpu for t in open_dump(d).traces] == [5]
+    assert sources.TRACE_NAME.match(name) is None
+    assert open_dump(d / name).traces[0].cpu == 0
+
+
 def test_gaps_in_cpu_numbers_are_fine_and_sorted(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
