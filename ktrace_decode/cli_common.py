@@ -78,12 +78,28 @@ def check_strict(args: argparse.Namespace, decoded: Decoded) -> None:
             f"{sum(c.long_text for c in decoded.cpus)} long-text records", decoded.path)
 
 
-def parse_time(text: str) -> int:
-    """A time on the trace clock: seconds (``5.0012``) or microseconds (``5001200us``)."""
+#: The latest time an option may name, in microseconds: the trace clock is a
+#: u64, but durations and the analysis's time arithmetic are i64 (Polars), so
+#: a bound must stay below 2**63 (about 292,000 years of uptime: no real trace
+#: is near it, and anything above is a typo or ``inf``).
+MAX_TIME_US = 2**63 - 1
+
+
+def parse_time(text: str, option: str | None = None) -> int:
+    """A time on the trace clock: seconds (``5.0012``) or microseconds (``5001200us``),
+    from 0 to :data:`MAX_TIME_US`; ``option`` (like ``--since``) names it in errors."""
+    where = f"{option}: " if option else ""
     t = text.strip()
+    us: int | None
     try:
-        if t.endswith("us"):
-            return int(t[:-2])
-        return round(float(t.removesuffix("s")) * 1_000_000)
+        us = (int(t[:-2]) if t.endswith("us")
+              else round(float(t.removesuffix("s")) * 1_000_000))
     except ValueError:
-        raise UsageError(f"not a time: {text!r} (seconds like 5.0012, or 5001200us)") from None
+        raise UsageError(f"{where}not a time: {text!r} (seconds like 5.0012, "
+                         "or 5001200us)") from None
+    except OverflowError:  # round(inf): "inf", "1e400"
+        us = None
+    if us is None or not 0 <= us <= MAX_TIME_US:
+        raise UsageError(f"{where}time out of range: {text!r} (the trace clock counts "
+                         f"microseconds since boot: 0 to {MAX_TIME_US}us)")
+    return us

@@ -83,9 +83,9 @@ def select(df: pl.DataFrame, args: argparse.Namespace) -> pl.DataFrame:
     if args.cpu:
         conds.append(pl.col("cpu").is_in(_cpus(args.cpu)))
     if args.since:
-        conds.append(pl.col("time_us") >= parse_time(args.since))
+        conds.append(pl.col("time_us") >= parse_time(args.since, "--since"))
     if args.until:
-        conds.append(pl.col("time_us") <= parse_time(args.until))
+        conds.append(pl.col("time_us") <= parse_time(args.until, "--until"))
     if args.type:
         known = [TYPES[t] for t in args.type if t in TYPES]
         c = pl.col("type").is_in(known)
@@ -259,6 +259,11 @@ def run_decode(args: argparse.Namespace) -> int:
             pl.select(pl.lit("").str.contains(args.grep))
         except pl.exceptions.PolarsError as e:
             raise UsageError(f"--grep: bad regular expression: {str(e).splitlines()[0]}") from None
+    # Checked now, not first in the decode thread's first batch: a bad time
+    # fails before any decoding, and also for a dump with no records.
+    for option, value in (("--since", args.since), ("--until", args.until)):
+        if value:
+            parse_time(value, option)
     # Plain text output finds NULs inside texts itself, in the output bytes
     # (one memchr), instead of in every text; --grep needs the cut texts.
     nul_cut = args.format != "text" or bool(args.grep)

@@ -97,6 +97,28 @@ def test_bad_regex_is_a_usage_error(dump, capsys):
     assert code == 2 and err.startswith("ktrace: error: --grep: bad regular expression")
 
 
+RANGE = "(the trace clock counts microseconds since boot: 0 to 9223372036854775807us)"
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--since", "inf"), ("--since", "1e400"), ("--until", "1e300"), ("--until", "-inf"),
+    ("--since", "-5"), ("--until", "9223372036854775808us"), ("--since", "9223372036854.775808"),
+])
+def test_times_outside_the_trace_clock_are_usage_errors(dump, capsys, option, value):
+    # They crashed: OverflowError in round(inf), or a Polars literal too large.
+    code, out, err = run(capsys, "decode", str(dump), f"{option}={value}")
+    assert code == 2 and out == ""
+    assert err == f"ktrace: error: {option}: time out of range: {value!r} {RANGE}\n"
+
+
+def test_the_last_time_of_the_trace_clock_is_a_valid_bound(dump, capsys):
+    code, out, _ = run(capsys, "decode", str(dump), "-q", "--since", "5.00005",
+                       "--until", "9223372036854775807us")
+    assert code == 0 and out.splitlines() == ["  0     5.000050 text    >=7 lost    f: zz"]
+    code, out, _ = run(capsys, "decode", str(dump), "-q", "--since", "0", "--until", "0")
+    assert code == 0 and out == ""
+
+
 def test_piped_into_head_exits_quietly(tmp_path):
     d = tmp_path / "big"
     d.mkdir()

@@ -64,6 +64,18 @@ def _count(text: str) -> int:
     return v
 
 
+#: Kernel FUSE nodeids are u64 (the nodeid columns are UInt64).
+MAX_NODEID = 2**64 - 1
+
+
+def _nodeid(text: str) -> int:
+    v = _count(text)
+    if v > MAX_NODEID:
+        raise argparse.ArgumentTypeError(f"not a nodeid: {text!r} (nodeids are 0 to "
+                                         f"{MAX_NODEID})")
+    return v
+
+
 def add_analyze_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "analyze", help="the first screen of an incident: invalidations, slowest, stuck, errors",
@@ -76,7 +88,7 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
                    help="print one JSON document instead of the report")
     p.add_argument("--top", type=_count, default=10, metavar="N",
                    help="how many of the slowest episodes to list (default: %(default)s)")
-    p.add_argument("--nodeid", type=_count, metavar="N",
+    p.add_argument("--nodeid", type=_nodeid, metavar="N",
                    help="only this kernel FUSE nodeid (userspace id + 1); lists all its episodes")
     p.add_argument("--since", metavar="TIME", help="episodes that end at or after TIME")
     p.add_argument("--until", metavar="TIME", help="episodes seen at or before TIME")
@@ -130,8 +142,8 @@ def boot_time_us(args: argparse.Namespace) -> tuple[int | None, str]:
 
 
 def selection(args: argparse.Namespace) -> Selection:
-    since = parse_time(args.since) if args.since else None
-    until = parse_time(args.until) if args.until else None
+    since = parse_time(args.since, "--since") if args.since else None
+    until = parse_time(args.until, "--until") if args.until else None
     if since is not None and until is not None and since > until:
         raise UsageError(f"--since {args.since} is after --until {args.until}")
     boot, source = boot_time_us(args)

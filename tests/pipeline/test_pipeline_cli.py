@@ -64,6 +64,15 @@ def test_analyze_without_invalidate_records(tmp_path, capsys):
 @pytest.mark.parametrize("argv, code, text", [
     (["--since", "5", "--until", "4"], 2, "--since 5 is after --until 4"),
     (["--since", "yesterday"], 2, "not a time"),
+    # out of range: crashed with OverflowError or Polars "integer too large"
+    (["--since", "inf"], 2, "--since: time out of range: 'inf' (the trace clock counts "
+                            "microseconds since boot: 0 to 9223372036854775807us)"),
+    (["--since", "1e400"], 2, "--since: time out of range: '1e400'"),
+    (["--until", "1e300"], 2, "--until: time out of range: '1e300'"),
+    (["--until", "-1"], 2, "--until: time out of range: '-1'"),
+    (["--nodeid", "1" + "0" * 40], 2, "argument --nodeid: not a nodeid: '1" + "0" * 40
+                                      + "' (nodeids are 0 to 18446744073709551615)"),
+    (["--nodeid", str(2**64)], 2, "not a nodeid"),
     (["--boot-time", "soon"], 2, "--boot-time takes seconds since 1970"),
     (["--top", "-1"], 2, "must not be negative"),
     (["--boot-time", "1", "--wall-clock"], 2, "not allowed with"),
@@ -76,6 +85,15 @@ def test_analyze_usage_errors(dump, capsys, argv, code, text):
     assert rc == code
     err = capsys.readouterr().err
     assert text in err and "Traceback" not in err
+
+
+def test_analyze_takes_the_largest_time_and_nodeid(dump, capsys):
+    assert main(["analyze", dump, "--json", "--until", "9223372036854775807us",
+                 "--nodeid", str(2**64 - 1)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["selection"] == {"nodeid": 2**64 - 1, "since_us": None,
+                                "until_us": 2**63 - 1, "top": 10}
+    assert doc["invalidations"]["episodes"] == 0
 
 
 def test_analyze_unusable_input(tmp_path, capsys):
