@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from .formats import layouts as L
+from .scan import TIME_LIMIT
 
 QUANTILES = (0.5, 0.9, 0.99)
 
@@ -52,11 +53,14 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
     """The iotimes records with their request name and total latency."""
     return (
         records.filter(pl.col("type") == L.TYPE_IOTIMES)
-        # A creation time of 2**63 us or more (~292,000 years: a garbled
-        # field) has no total: null, not a failed cast.  The record time is
-        # below 2**52 (scan.TIME_LIMIT), so the difference cannot overflow.
-        .with_columns(_REQ, (pl.col("time_us").cast(pl.Int64)
-                             - pl.col("io_start_time").cast(pl.Int64, strict=False))
+        # A creation time the trace clock cannot have (2**52 us or more,
+        # ~142 years: scan.TIME_LIMIT, the scan's test of a record time) is a
+        # garbled field: no total, rather than one of minus billions of years
+        # (or a failed cast above 2**63).  Both times are below 2**52 then,
+        # so the difference cannot overflow.
+        .with_columns(_REQ, pl.when(pl.col("io_start_time") < TIME_LIMIT)
+                      .then(pl.col("time_us").cast(pl.Int64)
+                            - pl.col("io_start_time").cast(pl.Int64))
                       .alias("total_us"))
     )
 
@@ -195,7 +199,8 @@ def slowest(records: pl.LazyFrame, n: int = 10) -> pl.LazyFrame:
     """The n IOs with the largest total latency."""
     return (
         iotimes(records)
-        .sort("total_us", "time_us", descending=[True, False], nulls_last=True)
+        .filter(pl.col("total_us").is_not_null())  # no total: not among the slowest
+        .sort("total_us", "time_us", descending=[True, False])
         .head(n)
         .select("time_us", "cpu", pl.col("io_ino").alias("ino"), "request",
                 pl.col("io_offset").alias("offset"), pl.col("io_size").alias("size"),

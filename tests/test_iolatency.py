@@ -40,9 +40,10 @@ def test_per_cs_percentiles():
 
 
 def test_a_garbled_creation_time_has_no_total_and_is_not_the_slowest(tmp_path, capsys):
-    """A start_time of 2**63 us or more does not fit the Int64 total: the
-    total is null (not a failed cast that stops export and analyze), and
-    such an IO is listed after every IO with a total."""
+    """A start_time the trace clock cannot have (2**52 us or more, the scan's
+    test of a record time) has no total: null, not minus billions of years
+    (nor, from 2**63 on, a failed cast that stopped export and analyze); and
+    an IO without a total is never among the slowest."""
     from ktrace_decode.cli import main
 
     def rec(t: int, start: int) -> bytes:
@@ -51,16 +52,17 @@ def test_a_garbled_creation_time_has_no_total_and_is_not_the_slowest(tmp_path, c
         cs = [dict(csid=1, misc=0, ts_net=2, ts_io=3)]
         return L.build_record(L.TYPE_IOTIMES, t, L.iotimes_payload(hdr, cs))
 
-    data = rec(10_000, 2**64 - 1) + rec(10_100, 2**63) + rec(10_200, 10_000)
+    data = (rec(10_000, 2**64 - 1) + rec(10_100, 2**63) + rec(10_150, 2**52)
+            + rec(10_200, 10_000) + rec(10_300, 10_400))  # created after its record: -100
     recs, _, _ = decode_bytes(data)
     io = iolatency.iotimes(recs.lazy()).collect()
-    assert io["total_us"].to_list() == [None, None, 200]
-    assert iolatency.slowest(recs.lazy(), 3).collect()["total_us"].to_list() == [200, None, None]
+    assert io["total_us"].to_list() == [None, None, None, 200, -100]
+    assert iolatency.slowest(recs.lazy(), 9).collect()["total_us"].to_list() == [200, -100]
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "trace0").write_bytes(data)
     assert main(["export", str(tmp_path / "d"), "--out", str(tmp_path / "out")]) == 0
     lines = (tmp_path / "out" / "iotimes.csv").read_text().splitlines()
-    assert [line.split(",")[13] for line in lines] == ["total_us", "", "", "200"]
+    assert [line.split(",")[13] for line in lines] == ["total_us", "", "", "", "200", "-100"]
     assert main(["analyze", str(tmp_path / "d"), "--json"]) == 0
     assert '"total_us": 200' in capsys.readouterr().out
 

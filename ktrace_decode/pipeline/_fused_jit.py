@@ -47,6 +47,7 @@ WRITTEN, KEPT, FAIL, FAILED_ROW, IOTIMES_ROWS, ENTRIES, RESULTS = range(7)
 TEXT, IOTIMES, UNKNOWN = range(3)
 
 _COMMA, _LF, _CR, _QUOTE = 44, 10, 13, 34
+_U64_MAX = np.uint64(2**64 - 1)
 
 
 # --- what a text holds -----------------------------------------------------------
@@ -310,9 +311,11 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
                     p = put_int(out, p, row_values[s, 0])
         else:
             if kind == IOTIMES:
-                # iotimes carry the PCS file id, the kernel nodeid - 1
-                # (wrapping, like Polars' UInt64 + 1).
-                p = _put_uint(out, p, load8(a + hdr[H_INO]) + np.uint64(1))
+                # iotimes carry the PCS file id, the kernel nodeid - 1; an
+                # id of 2**64 - 1 has none (events.ino_nodeid)
+                ino = load8(a + hdr[H_INO])
+                if ino != _U64_MAX:
+                    p = _put_uint(out, p, ino + np.uint64(1))
             for _ in range(n_slots - 1):
                 out[p] = _COMMA
                 p += 1

@@ -75,6 +75,18 @@ def record_type_names() -> list[str]:
     """Every ``record_type``: those of RECORD_TYPES in order, then unknown."""
     return _RECORD_TYPE_NAMES.to_list()
 
+
+#: The largest kernel nodeid (UInt64).
+_NODEID_MAX = (1 << 64) - 1
+
+
+def ino_nodeid(ino: pl.Expr) -> pl.Expr:
+    """The kernel nodeid of an iotimes record's PCS file id: ``ino + 1``
+    (format spec, section 3), null for an id of 2**64 - 1, which has none
+    (a garbled field; ``+ 1`` would wrap to nodeid 0)."""
+    return pl.when(ino < pl.lit(_NODEID_MAX, pl.UInt64)).then(ino + pl.lit(1, pl.UInt64))
+
+
 _MATCH = "__match"  # index in CATALOGUE of the message a text record is, else null
 
 
@@ -94,8 +106,11 @@ def _field_expr(name: str) -> pl.Expr:
         # Extract only on the rows this message matched: the others cost nothing.
         raw = pl.when(_is(i)).then(pl.col("__rest")).str.extract(_one_group(_regex(msg), name), 1)
         v = _typed(raw, field, dtype)
-        if name == "nodeid":
-            v = v + pl.lit(msg.nodeid_offset, dtype)
+        if name == "nodeid" and msg.nodeid_offset:
+            # printed + offset, null where it would pass 2**64 - 1 (a wrap to
+            # a small nodeid would join another file's events)
+            v = (pl.when(v <= pl.lit(_NODEID_MAX - msg.nodeid_offset, dtype))
+                 .then(v + pl.lit(msg.nodeid_offset, dtype)))
         expr = pl.when(_is(i)).then(v).otherwise(expr)
     return expr
 
@@ -108,7 +123,7 @@ def events(records: pl.LazyFrame) -> pl.LazyFrame:
       ``nodeid`` is normalised to the kernel's FUSE nodeid (printed number +
       the message's ``nodeid_offset``), so the work function's "nodeid - 1"
       and fuse_open's raw nodeid land on the same key;
-    * iotimes records: event ``iotimes``, nodeid = io_ino + 1 (the PCS file id
+    * iotimes records: event ``iotimes``, nodeid = io_ino + 1 (:func:`ino_nodeid`; the PCS file id
       is the kernel nodeid - 1, see the format spec);
     * any other type: event ``unknown``.
 
@@ -303,7 +318,7 @@ def _event_columns() -> tuple[pl.Expr, ...]:
 
     values = {name: pl.col(f"__{name}") for name in EVENT_FIELDS}
     # iotimes carry the PCS file id, the kernel nodeid - 1 (format spec, section 3).
-    values["nodeid"] = (pl.when(is_iot).then(pl.col("io_ino") + pl.lit(1, pl.UInt64))
+    values["nodeid"] = (pl.when(is_iot).then(ino_nodeid(pl.col("io_ino")))
                         .otherwise(values["nodeid"]))
 
     return (

@@ -24,7 +24,8 @@ DOCS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
                       "unknown"),
         "function": ("", "kernel function prefix of a text record (empty if it has none)"),
         "nodeid": ("", "kernel FUSE nodeid, normalised: the work function prints nodeid - 1 "
-                       "and is corrected here; iotimes: ino + 1"),
+                       "and is corrected here; iotimes: ino + 1; empty where that would not "
+                       "fit a u64 (a garbled number)"),
         "fh": ("", "FUSE file handle (pending events)"),
         "err": ("", "negative errno printed by the message (write_error, pages_error, "
                     "cs_blacklist, cs_io_error)"),
@@ -80,7 +81,7 @@ DOCS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "time_us": (_T, "record time (the reply)"),
         "cpu": ("", "CPU"),
         "seq": ("", "per-CPU sequence; joins iotimes_cs and events"),
-        "nodeid": ("", "ino + 1 (kernel FUSE nodeid, inferred)"),
+        "nodeid": ("", "ino + 1 (kernel FUSE nodeid, inferred); empty for ino 2^64 - 1"),
         "ino": ("", "PCS file id as recorded"),
         "request": ("", "read, write, sync, write_sync, write_zero, write_hole, fiemap, "
                         "write_al, or typeN"),
@@ -91,8 +92,9 @@ DOCS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "start_time_us": (_T, "request creation"),
         "local_delay_us": ("us", "creation to send"),
         "lat_us": ("us", "send to the record time"),
-        "total_us": ("us", "time_us - start_time_us; empty if start_time_us is 2^63 or more "
-                     "(a garbled field)"),
+        "total_us": ("us", "time_us - start_time_us (negative if the request was created "
+                     "after its record); empty if start_time_us is 2^52 or more, a time the "
+                     "trace clock cannot have (a garbled field)"),
         "cses": ("", "entry count as recorded"),
         "chid": ("", "the pad1 field: a map id on newer kernels (inferred)"),
         "n_cs": ("", "chunk-server entries in the record: (pdu_len - 56) / 24"),

@@ -11,6 +11,7 @@ import polars as pl
 
 from .. import iolatency
 from ..formats import layouts as L
+from .events import ino_nodeid
 
 #: nodes.csv: one row per kernel nodeid that had at least one invalidation episode.
 NODES: dict[str, pl.DataType] = {
@@ -127,7 +128,7 @@ def iotimes(records: pl.LazyFrame) -> pl.LazyFrame:
     """One row per iotimes record (schema IOTIMES), in merged order."""
     return _select(
         iolatency.iotimes(records).with_columns(
-            (pl.col("io_ino") + 1).alias("nodeid"),  # PCS file id = kernel nodeid - 1
+            ino_nodeid(pl.col("io_ino")).alias("nodeid"),  # PCS file id = kernel nodeid - 1
             pl.col("io_ino").alias("ino"),
             pl.col("io_type").alias("type"),
             pl.col("io_chunk").alias("chunk"),
@@ -148,7 +149,7 @@ def cs_joined(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
     :func:`iotimes_cs_of` and :func:`.iolatency.cs_entries_of` read: plans
     built on it and collected together join once (a common subplan)."""
     return iolatency.cs_with_record(records, cs, "time_us", "io_type",
-                                    (pl.col("io_ino") + 1).alias("nodeid"))
+                                    ino_nodeid(pl.col("io_ino")).alias("nodeid"))
 
 
 def iotimes_cs(records: pl.LazyFrame, cs: pl.LazyFrame) -> pl.LazyFrame:
@@ -192,7 +193,7 @@ def loss(records: pl.LazyFrame, windows: pl.LazyFrame, skips: pl.LazyFrame,
     and the first record that starts at or after its end (where the decoder
     resynchronised).
     """
-    dropped = windows.join(files, on="cpu", how="left").select(
+    dropped = windows.join(files, on="cpu", how="left", maintain_order="left").select(
         "cpu", "file", pl.lit("dropped").alias("kind"), "after_us", "before_us",
         pl.col("at_least").alias("records_at_least"),
     )
@@ -217,8 +218,10 @@ def loss(records: pl.LazyFrame, windows: pl.LazyFrame, skips: pl.LazyFrame,
     both = pl.concat([_select(dropped.with_columns(*_nulls("start_offset", "end_offset", "bytes")),
                               LOSS),
                       _select(skipped.with_columns(*_nulls("records_at_least")), LOSS)])
-    # Time order first (null times of an empty CPU last), then file order.
-    return both.sort("cpu", "before_us", "after_us", "start_offset", nulls_last=True)
+    # Time order first (null times of an empty CPU last), then file order;
+    # windows that tie keep their (cpu, seq) order (the same file every run).
+    return both.sort("cpu", "before_us", "after_us", "start_offset", nulls_last=True,
+                     maintain_order=True)
 
 
 def _nulls(*names: str) -> list[pl.Expr]:

@@ -92,6 +92,37 @@ def test_other_unknown_and_iotimes(tmp_path):
     assert got["text"][4] is None and got["text"][5] is None
 
 
+def test_a_nodeid_that_would_pass_2_64_is_empty_not_wrapped(tmp_path):
+    """The work function prints nodeid - 1: a printed 2**64 - 1 (any number
+    of leading zeros) has no nodeid, and an iotimes record's ino 2**64 - 1
+    neither, rather than nodeid 0, which would join another file's events."""
+    top = 2**64 - 1
+    tr = Trace()
+    tr.add_text(0, 1, f"fuse_inval_files_work: invalidate_file on [{top}] starts")
+    tr.add_text(0, 2, f"fuse_inval_files_work: invalidate_file on [000{top}] ends")
+    tr.add_text(0, 3, f"fuse_inval_files_work: invalidate_file on [{top - 1}] ends")
+    tr.add_text(0, 4, f"fuse_open: waiting for invalidate_file on [{top}] to complete")
+    def iot(t: int, ino: int) -> bytes:
+        hdr = dict(chunk=0, offset=0, size=4096, start_time=t - 1, local_delay=0, lat=1,
+                   ino=ino, type=257)
+        return L.build_record(L.TYPE_IOTIMES, t, L.iotimes_payload(
+            hdr, [dict(csid=1, misc=0, ts_net=1, ts_io=1)]))
+
+    tr.add(0, 5, iot(5, top))
+    tr.add(0, 6, iot(6, top - 1))
+    got = run(tr, tmp_path)
+    assert got.select("event", "nodeid").rows() == [
+        ("start", None), ("end", None), ("end", top), ("waiting", top),
+        ("iotimes", None), ("iotimes", top)]
+    dump = str(tmp_path / "d")
+    from ktrace_decode.pipeline import tables
+
+    recs = decode(dump).records.lazy()
+    assert tables.iotimes(recs).collect()["nodeid"].to_list() == [None, top]
+    cs = decode(dump).cs.lazy()
+    assert tables.iotimes_cs(recs, cs).collect()["nodeid"].to_list() == [None, top]
+
+
 def test_long_message_cut_at_nul_is_other_not_misparsed(tmp_path):
     body = text("cs_blacklist", csid=5, by="x" * 300, err=-5)
     rec = L.build_record(L.TYPE_TEXT, 9, body[:255].encode() + b"\0" + b"junk" * 20)
