@@ -54,7 +54,7 @@ examples:
 """
 
 
-def _count(text: str) -> int:
+def _whole(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
@@ -64,12 +64,26 @@ def _count(text: str) -> int:
     return v
 
 
+#: The largest --top: far above any episode count (a 10M-record dump has
+#: ~600k), while Polars' head() and the IO section's 2 x top stay in range.
+MAX_TOP = 2**32 - 1
+
+
+def _count(text: str) -> int:
+    v = _whole(text)
+    if v > MAX_TOP:
+        raise argparse.ArgumentTypeError(
+            f"too large: {text!r} (at most {MAX_TOP}; any N above the number of episodes "
+            "lists them all)")
+    return v
+
+
 #: Kernel FUSE nodeids are u64 (the nodeid columns are UInt64).
 MAX_NODEID = 2**64 - 1
 
 
 def _nodeid(text: str) -> int:
-    v = _count(text)
+    v = _whole(text)
     if v > MAX_NODEID:
         raise argparse.ArgumentTypeError(f"not a nodeid: {text!r} (nodeids are 0 to "
                                          f"{MAX_NODEID})")

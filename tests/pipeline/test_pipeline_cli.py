@@ -75,6 +75,11 @@ def test_analyze_without_invalidate_records(tmp_path, capsys):
     (["--nodeid", str(2**64)], 2, "not a nodeid"),
     (["--boot-time", "soon"], 2, "--boot-time takes seconds since 1970"),
     (["--top", "-1"], 2, "must not be negative"),
+    # crashed in Polars' head(): "int too big to convert"
+    (["--top", "99999999999999999999"], 2, "argument --top: too large: '99999999999999999999' "
+                                           "(at most 4294967295; any N above the number of "
+                                           "episodes lists them all)"),
+    (["--top", "4294967296"], 2, "argument --top: too large"),
     (["--boot-time", "1", "--wall-clock"], 2, "not allowed with"),
 ])
 def test_analyze_usage_errors(dump, capsys, argv, code, text):
@@ -94,6 +99,13 @@ def test_analyze_takes_the_largest_time_and_nodeid(dump, capsys):
     assert doc["selection"] == {"nodeid": 2**64 - 1, "since_us": None,
                                 "until_us": 2**63 - 1, "top": 10}
     assert doc["invalidations"]["episodes"] == 0
+
+
+def test_analyze_top_at_its_largest_lists_every_episode(dump, capsys):
+    assert main(["analyze", dump, "--json", "--top", "4294967295"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["selection"]["top"] == 4294967295
+    assert len(doc["slowest"]) == doc["invalidations"]["duration_us"]["count"] == 3
 
 
 def test_analyze_unusable_input(tmp_path, capsys):
