@@ -19,7 +19,7 @@ from . import export as export_mod
 from .io import FORMATS
 from .report import render
 from .streamed import analyze_streamed, export_streamed
-from .summary import Selection
+from .summary import MAX_BOOT_TIME_US, Selection
 
 ANALYZE_EPILOG = """\
 times: --since/--until take seconds on the trace clock (5.0012) or microseconds
@@ -151,7 +151,13 @@ def boot_time_us(args: argparse.Namespace) -> tuple[int | None, str]:
         if not math.isfinite(epoch) or epoch < 0:
             raise UsageError(f"--boot-time takes seconds since 1970 (like 1767225600.25), "
                              f"not {args.boot_time!r}")
-        return round(epoch * 1_000_000), "--boot-time"
+        boot = round(epoch * 1_000_000)
+        if boot > MAX_BOOT_TIME_US:  # its wall times would be past the year 9999
+            raise UsageError(f"--boot-time: out of range: {args.boot_time!r} (at most "
+                             f"{MAX_BOOT_TIME_US // 1_000_000} seconds since 1970, so that "
+                             "every trace time, below 2**52 us, is a date before the year "
+                             "10000)")
+        return boot, "--boot-time"
     return None, "none"
 
 

@@ -16,6 +16,7 @@ import polars as pl
 
 from ..decode import Decoded
 from ..formats import messages as M
+from ..scan import TIME_LIMIT
 
 SCHEMA_ID = "ktrace-analyze/1"
 #: Same percentile definition as the IO latency tables (iolatency.py).
@@ -35,14 +36,26 @@ class Selection:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The last UTC time wall() is sure to render: a day short of datetime.max,
+#: so that astimezone() can add any UTC offset (all are below 24 h).
+_LAST_WALL = datetime(9999, 12, 31, tzinfo=UTC)
+#: The latest boot time (us since 1970) for which every trace time (all are
+#: below scan.TIME_LIMIT, 2**52 us, ~142 years) is a date wall() can render:
+#: ~248,898,614,772 s, in the year 9857.
+MAX_BOOT_TIME_US = (_LAST_WALL - _EPOCH) // timedelta(microseconds=1) - TIME_LIMIT
 
 
 def wall(sel: Selection, us: int | None) -> str | None:
-    """ISO 8601 local time (with its UTC offset) of a trace time, if a boot time is known."""
+    """ISO 8601 local time (with its UTC offset) of a trace time, if a boot time
+    is known; None also when the date is out of datetime's range (years 1 to
+    9999: a boot time the command line refuses, see :data:`MAX_BOOT_TIME_US`)."""
     if us is None or sel.boot_time_us is None:
         return None
-    t = _EPOCH + timedelta(microseconds=sel.boot_time_us + us)
-    return t.astimezone().isoformat(timespec="microseconds")
+    try:
+        t = _EPOCH + timedelta(microseconds=sel.boot_time_us + us)
+        return t.astimezone().isoformat(timespec="microseconds")
+    except (OverflowError, ValueError, OSError):  # past year 9999 or before year 1
+        return None
 
 
 def errno_name(err: int | None) -> str | None:

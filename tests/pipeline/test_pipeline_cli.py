@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import jsonschema
 import polars as pl
@@ -81,6 +82,12 @@ def test_analyze_without_invalidate_records(tmp_path, capsys):
                                            "episodes lists them all)"),
     (["--top", "4294967296"], 2, "argument --top: too large"),
     (["--boot-time", "1", "--wall-clock"], 2, "not allowed with"),
+    # wall times past the year 9999: OverflowError in timedelta / datetime
+    (["--boot-time", "253402300799"], 2,
+     "ktrace: error: --boot-time: out of range: '253402300799' (at most 248898614772 seconds "
+     "since 1970, so that every trace time, below 2**52 us, is a date before the year 10000)"),
+    (["--boot-time", "1e15"], 2, "--boot-time: out of range: '1e15'"),
+    (["--boot-time", "248898614773"], 2, "--boot-time: out of range"),
 ])
 def test_analyze_usage_errors(dump, capsys, argv, code, text):
     try:
@@ -192,6 +199,19 @@ def test_wall_clock_uses_this_machines_boot_time(dump, capsys):
     assert doc["clock"]["source"] == "--wall-clock"
     assert abs(doc["clock"]["boot_time_us"] / 1e6 - boot) < 5
     assert doc["trace"]["first_wall"] and doc["slowest"][0]["end_wall"]
+
+
+def test_the_latest_boot_time_gives_dates_in_the_year_9857(dump, capsys, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        assert main(["analyze", dump, "--json", "--boot-time", "248898614772"]) == 0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["clock"]["boot_time_us"] == 248_898_614_772_000_000
+    assert doc["trace"]["first_wall"] == "9857-04-14T00:06:12.999900+00:00"
 
 
 def test_boot_time_appears_on_the_screen(dump, capsys):

@@ -13,7 +13,7 @@ from ktrace_decode.decode import decode
 from ktrace_decode.pipeline import Selection, analyze_decoded
 from ktrace_decode.pipeline.analyze_schema import ANALYZE_SCHEMA
 from ktrace_decode.pipeline.events import record_type_counts
-from ktrace_decode.pipeline.summary import summarize
+from ktrace_decode.pipeline.summary import MAX_BOOT_TIME_US, summarize, wall
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,17 @@ def test_wall_clock(analysis, decoded, monkeypatch):
     assert s["trace"]["first_wall"] == "2023-11-14T22:13:20.999900+00:00"
     assert s["slowest"][0]["start_wall"] == "2023-11-14T22:13:23.000000+00:00"
     assert s["clock"] == {"source": "--boot-time", "boot_time_us": 1_700_000_000_000_000}
+
+
+@pytest.mark.parametrize("boot_time_us", [253_402_300_800_000_000, 10**30, -10**30,
+                                          -62_135_596_800_000_006])
+def test_wall_is_none_for_a_date_out_of_range(boot_time_us):
+    # Boot times that put the trace time 5 us just past 9999-12-31T23:59:59.999999
+    # UTC or just before 0001-01-01, and far beyond.  They raised OverflowError
+    # (timedelta, datetime +, astimezone); the command line refuses them, and a
+    # library caller gets no wall time rather than an exception.
+    assert wall(Selection(boot_time_us=boot_time_us), 5) is None
+    assert wall(Selection(boot_time_us=MAX_BOOT_TIME_US), 2**52 - 1) is not None
 
 
 def test_no_invalidate_records_warns(tmp_path):
