@@ -26,17 +26,19 @@ _OP_V1 = {"read": "read", "write": "write", "sync": "fsync"}
 def slowest_io(iotimes: pl.DataFrame, top: int) -> pl.DataFrame:
     """The ``top`` IOs with the largest total latency (ties: earliest first, then
     merged order), in the columns the report shows.  Exact over batches too:
-    the slowest of the batches' slowest."""
+    the slowest of the batches' slowest.  An IO without a total (a garbled
+    creation time) is never among them: its latency is unknown, not large."""
     total = iotimes["total_us"]
-    if top > 0 and iotimes.height > top and total.null_count() == 0:
+    if total.null_count():
+        iotimes = iotimes.filter(total.is_not_null())
+        total = iotimes["total_us"]
+    if top > 0 and iotimes.height > top:
         # Only rows at least as slow as the top-th can make the cut: sort
         # those, not every row (a streamed export calls this per batch).
         values = total.to_numpy()
         cut = np.partition(values, values.size - top)[values.size - top]
         iotimes = iotimes.filter(pl.Series(values >= cut))
-    # An IO without a total (a garbled creation time) is never among the slowest.
-    return (iotimes.sort("total_us", "time_us", descending=[True, False], nulls_last=True,
-                         maintain_order=True)
+    return (iotimes.sort("total_us", "time_us", descending=[True, False], maintain_order=True)
             .head(top)
             .select("time_us", "cpu", "nodeid", "request", "size", "total_us", "lat_us"))
 
@@ -98,8 +100,11 @@ def render_sections(s: dict[str, Any]) -> list[str]:
             out.append(f"  {r['csid']:>6} {r['request']:<10} {r['count']:>7} {r['net_p50_us']:>8} "
                        f"{r['net_p99_us']:>8} {r['io_p50_us']:>8} {r['io_p99_us']:>8} "
                        f"{r['io_max_us']:>8}")
-        if io["slowest_io"]:
-            w = io["slowest_io"][0]
+        # slowest_io() keeps no IO without a total; a document from elsewhere
+        # (an older --json, a library caller) might: never print "None us".
+        known = [w for w in io["slowest_io"] if w.get("total_us") is not None]
+        if known:
+            w = known[0]
             out.append(f"  slowest IO: {w['total_us']} us ({w['request']}, nodeid {w['nodeid']}, "
                        f"cpu {w['cpu']})")
     m = s.get("metrics")

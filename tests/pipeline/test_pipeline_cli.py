@@ -14,8 +14,10 @@ from polars.testing import assert_frame_equal
 
 from ktrace_decode import schema
 from ktrace_decode.cli import main
+from ktrace_decode.formats import layouts as L
 from ktrace_decode.pipeline.analyze_schema import ANALYZE_SCHEMA
 from ktrace_decode.pipeline.export import SCHEMAS
+from ktrace_decode.pipeline.storage import render_sections
 
 FILES = [f"{stem}.csv" for stem in SCHEMAS]
 
@@ -113,6 +115,39 @@ def test_analyze_top_at_its_largest_lists_every_episode(dump, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["selection"]["top"] == 4294967295
     assert len(doc["slowest"]) == doc["invalidations"]["duration_us"]["count"] == 3
+
+
+def _io(t: int, start: int, size: int) -> bytes:
+    hdr = dict(chunk=0, offset=0, size=size, start_time=start, local_delay=3, lat=40, ino=7,
+               type=257)
+    return L.build_record(L.TYPE_IOTIMES, t, L.iotimes_payload(
+        hdr, [dict(csid=1000, misc=0, ts_net=10, ts_io=20)]))
+
+
+def test_an_io_without_a_total_is_never_the_slowest(tmp_path, capsys):
+    # A creation time of 2**63 (or 2**60) us is garbled: total_us is null. The
+    # report said "slowest IO: None us" for it, sorted last but still kept.
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "trace0").write_bytes(_io(1000, 2**63, 1) + _io(2000, 2**60, 2) + _io(3000, 2950, 3))
+    assert main(["analyze", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "  slowest IO: 50 us (read, nodeid 8, cpu 0)" in out and "None" not in out
+    assert main(["analyze", str(d), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(w["time_us"], w["total_us"]) for w in doc["io"]["slowest_io"]] == [(3000, 50)]
+    (d / "trace0").write_bytes(_io(1000, 2**63, 1))
+    assert main(["analyze", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "slowest IO" not in out and "None" not in out and "1 iotimes records" in out
+
+
+def test_the_report_never_prints_an_unknown_io_total():
+    io = {"iotimes_records": 1, "per_cs": [], "slowest_io": [
+        {"time_us": 1, "cpu": 0, "nodeid": 8, "request": "read", "size": 1, "total_us": None,
+         "lat_us": 40}]}
+    lines = render_sections({"io": io})
+    assert lines[1].startswith("IO latency   1 iotimes records") and "None" not in "".join(lines)
 
 
 def test_analyze_unusable_input(tmp_path, capsys):
