@@ -2,9 +2,13 @@
 
 import pytest
 
+from helpers import iot_rec
+from ktrace_decode.cli import main
+from ktrace_decode.decode import decode
 from ktrace_decode.errors import InputError
 from ktrace_decode.formats import prometheus as P
 from ktrace_decode.metrics import Metrics, OpStats, build_metrics, exposition, parse_metrics
+from ktrace_decode.pipeline import analyze_decoded
 
 
 def _metrics(layout: str) -> Metrics:
@@ -53,3 +57,36 @@ def test_exposition_is_cumulative_and_labelled():
 def test_unknown_size_is_one_clear_error():
     with pytest.raises(InputError, match="matches no known layout"):
         parse_metrics(b"\0" * 100, "dump/prometheus")
+
+
+def _counted(layout: str, counts: dict[str, int]) -> bytes:
+    """A metrics file whose ops counted these many IOs (of 250 us each)."""
+    lay = next(v for v in P.LAYOUTS if v.name == layout)
+    ops = []
+    for name in lay.ops:
+        buckets = [0] * P.N_BUCKETS
+        buckets[P.bucket_of(250)] = counts.get(name, 0)
+        ops.append(OpStats(name, buckets, 250 * counts.get(name, 0)))
+    return build_metrics(Metrics(layout, ops))
+
+
+def test_cross_check_when_the_trace_holds_more_ios_than_the_kernel_counted(tmp_path, capsys):
+    # 5 reads traced, 0 writes; the kernel counted 2 reads (its file read
+    # earlier) and 4 writes. The reads' line said "(-3 not in the trace)".
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "trace0").write_bytes(b"".join(iot_rec(5_000_000 + 10 * i) for i in range(5)))
+    (d / "prometheus").write_bytes(_counted("v2-3840", {"cs_read": 2, "cs_write": 4}))
+    check = analyze_decoded(decode(d)).summary["metrics"]["cross_check"]
+    assert check == [
+        {"op": "cs_read", "request": "read", "metrics_count": 2, "trace_count": 5,
+         "missing_from_trace": 0, "extra_in_trace": 3},
+        {"op": "cs_write", "request": "write", "metrics_count": 4, "trace_count": 0,
+         "missing_from_trace": 4, "extra_in_trace": 0}]
+    assert main(["analyze", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert ("  cross-check: cs_read: the kernel counted 2, the trace holds 5 (3 more than the "
+            "kernel counted: was the metrics file read before the trace ended?)") in out
+    assert ("  cross-check: cs_write: the kernel counted 4, the trace holds 0 (4 not in the "
+            "trace: dropped or not traced)") in out
+    assert "(-3 " not in out

@@ -81,8 +81,12 @@ def metrics_section(decoded: Decoded, traced: dict[str, int]) -> dict[str, Any] 
         if o is None or (not o.count and not traced.get(req)):
             continue
         n = int(traced.get(req, 0))
+        # Both ways, never negative: IOs the kernel counted that the trace
+        # lacks (dropped or not traced), and IOs traced after the kernel's
+        # count was taken (the metrics file read before the trace ended).
         check.append({"op": op, "request": req, "metrics_count": o.count, "trace_count": n,
-                      "missing_from_trace": o.count - n})
+                      "missing_from_trace": max(o.count - n, 0),
+                      "extra_in_trace": max(n - o.count, 0)})
     ops = [r for r in m.frame().to_dicts() if r["count"]]
     return {"layout": m.layout, "error": None, "ops": ops, "cross_check": check}
 
@@ -123,6 +127,11 @@ def render_sections(s: dict[str, Any]) -> list[str]:
                 out.append(f"  cross-check: {c['op']}: the kernel counted {c['metrics_count']}, "
                            f"the trace holds {c['trace_count']} "
                            f"({c['missing_from_trace']} not in the trace: dropped or not traced)")
+            elif c["extra_in_trace"]:
+                out.append(f"  cross-check: {c['op']}: the kernel counted {c['metrics_count']}, "
+                           f"the trace holds {c['trace_count']} ({c['extra_in_trace']} more than "
+                           "the kernel counted: was the metrics file read before the trace "
+                           "ended?)")
             else:
                 out.append(f"  cross-check: {c['op']}: {c['trace_count']} in the trace and in "
                            "the metrics")
