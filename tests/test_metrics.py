@@ -1,5 +1,7 @@
 """The prometheus metrics file: every layout by size, exposition, errors."""
 
+import json
+
 import pytest
 
 from helpers import iot_rec
@@ -90,3 +92,103 @@ def test_cross_check_when_the_trace_holds_more_ios_than_the_kernel_counted(tmp_p
     assert ("  cross-check: cs_write: the kernel counted 4, the trace holds 0 (4 not in the "
             "trace: dropped or not traced)") in out
     assert "(-3 " not in out
+
+
+# --- totals past a u64: a damaged file ---------------------------------------
+
+DAMAGED = b"\xff" * 4032  # v3: every bucket 2**64 - 1, so every op's count is 47 of them
+DAMAGE = ("metrics file damaged (v3-4032): the buckets of cs_read, cs_write, cs_sync, "
+          "cs_write_hole, cs_write_zero, cs_fiemap, read, write, fsync, fallocate add up to "
+          "more than 2**64 - 1 IOs (their counts, means and percentiles are unknown)")
+
+
+def test_a_count_past_a_u64_is_unknown_not_a_crash():
+    m = parse_metrics(DAMAGED)
+    assert m.op("cs_read").count == 47 * (2**64 - 1) and m.op("cs_read").known_count is None
+    assert m.damage() == DAMAGE
+    # frame() raised polars ComputeError ("could not append value ... of type: i128")
+    row = m.frame().filter(op="cs_read").row(0, named=True)
+    assert row == {"op": "cs_read", "count": None, "sum_us": 2**64 - 1, "mean_us": None,
+                   "p50_le_us": None, "p99_le_us": None}
+    assert parse_metrics(build_metrics(_metrics("v3-4032"))).damage() is None
+
+
+def test_a_count_of_exactly_2_64_minus_1_is_kept():
+    lay = next(v for v in P.LAYOUTS if v.name == "v2-3840")
+    buckets = [0] * P.N_BUCKETS
+    buckets[0], buckets[1] = 2**64 - 2, 1
+    ops = [OpStats(name, buckets if name == "cs_read" else [0] * P.N_BUCKETS, 0)
+           for name in lay.ops]
+    m = parse_metrics(build_metrics(Metrics("v2-3840", ops)))
+    assert m.op("cs_read").known_count == 2**64 - 1 and m.damage() is None
+    assert m.frame().filter(op="cs_read")["count"].to_list() == [2**64 - 1]
+
+
+def test_a_v1_summed_latency_past_a_u64_is_unknown():
+    # The oldest layout sums 47 u64 values into the latency total.
+    data = bytearray(build_metrics(_metrics("v1-3008")))
+    for b in range(P.N_BUCKETS):  # every value of op 0 ("read") at 2**64 - 1
+        data[16 * b:16 * b + 8] = b"\xff" * 8
+    m = parse_metrics(bytes(data))
+    assert m.op("read").known_sum_us is None and m.op("read").known_count == 2
+    assert m.damage() == ("metrics file damaged (v1-3008): the summed latency of read is more "
+                          "than 2**64 - 1 us (unknown)")
+    row = m.frame().filter(op="read").row(0, named=True)
+    assert (row["count"], row["sum_us"], row["mean_us"], row["p50_le_us"]) == (2, None, None, 300)
+    lines = exposition(m).splitlines()
+    assert '# op="read": sum left out: more than 2**64 - 1 us (damaged metrics file)' in lines
+    assert 'fuse_kio_latency_seconds_count{op="read"} 2' in lines
+    assert not any(line.startswith('fuse_kio_latency_seconds_sum{op="read"}') for line in lines)
+
+
+def test_exposition_leaves_out_an_op_whose_count_is_past_a_u64():
+    lines = exposition(parse_metrics(DAMAGED), {"source": "d"}).splitlines()
+    assert ('# op="cs_read",source="d" left out: its buckets add up to more than 2**64 - 1 '
+            "(damaged metrics file)") in lines
+    assert not any(line.startswith("fuse_kio_latency_seconds") for line in lines)
+    # the counters are single u64s: still there
+    assert 'fuse_kio_events_total{op="cs_read",source="d"} 18446744073709551615' in lines
+
+
+@pytest.fixture
+def damaged_dump(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "trace0").write_bytes(b"".join(iot_rec(5_000_000 + 10 * i) for i in range(3)))
+    (d / "prometheus").write_bytes(DAMAGED)
+    return d
+
+
+def test_analyze_of_a_damaged_metrics_file_warns_and_shows_unknown_counts(damaged_dump, capsys):
+    assert main(["analyze", str(damaged_dump)]) == 0
+    out, err = capsys.readouterr()
+    assert f"WARNING: {DAMAGE}\n" in out and err == ""
+    assert "  cs_read               -         -        -        -\n" in out
+    assert ("  cross-check: cs_read: the kernel's count is unknown (damaged metrics file), "
+            "the trace holds 3\n") in out
+    assert main(["analyze", str(damaged_dump), "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    # after the trace's own warning (no invalidate records in this dump)
+    assert err.splitlines()[-1] == f"ktrace: warning: {DAMAGE}"
+    assert doc["warnings"][-1] == DAMAGE
+    assert doc["metrics"]["ops"][0] == {"op": "cs_read", "count": None, "sum_us": 2**64 - 1,
+                                        "mean_us": None, "p50_le_us": None, "p99_le_us": None}
+    assert doc["metrics"]["cross_check"][0] == {
+        "op": "cs_read", "request": "read", "metrics_count": None, "trace_count": 3,
+        "missing_from_trace": None, "extra_in_trace": None}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "perfetto", "prometheus"])
+def test_export_of_a_damaged_metrics_file(damaged_dump, tmp_path, capsys, fmt):
+    assert main(["export", str(damaged_dump), "--out", str(tmp_path / "o"), "--format",
+                 fmt]) == 0
+    err = capsys.readouterr().err
+    if fmt == "perfetto":  # the metrics are not in trace.json
+        assert "Traceback" not in err and (tmp_path / "o" / "trace.json").exists()
+        return
+    where = f"{damaged_dump}: " if fmt == "prometheus" else ""
+    assert f"ktrace: warning: {where}{DAMAGE}\n" in err
+    if fmt == "prometheus":
+        text = (tmp_path / "o" / "metrics.prom").read_text()
+        assert "fuse_kio_latency_seconds_count" not in text and text.count(" left out: ") == 10

@@ -239,6 +239,8 @@ def _run_single_file_export(args: argparse.Namespace) -> int:
         text = export_mod.single_file_text(args.format, dumps)
         out.write_text(name, text)
     sys.stderr.write(f"wrote {Path(args.out) / name} ({len(text):,} bytes)\n")
+    for warning in export_mod.single_file_warnings(args.format, dumps):
+        sys.stderr.write(f"ktrace: warning: {warning}\n")
     for _, decoded in dumps:
         check_strict(args, decoded)
     return 0

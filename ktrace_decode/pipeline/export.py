@@ -42,6 +42,20 @@ def prepare_single(out_dir: Path, fmt: str, force: bool) -> OutputDir:
     return io.open_out(out_dir, [SINGLE_FILE[fmt]], force)
 
 
+def single_file_warnings(fmt: str, dumps: Sequence[tuple[str, Decoded]]) -> list[str]:
+    """What the reader of a single-file export must know: for prometheus, the
+    metrics files with totals past a u64 (left out of metrics.prom)."""
+    if fmt != "prometheus":
+        return []
+    out = []
+    for path, decoded in dumps:
+        if decoded.prometheus is not None:
+            damage = metrics.parse_metrics(decoded.prometheus, path).damage()
+            if damage:
+                out.append(f"{path}: {damage}")
+    return out
+
+
 def single_file_text(fmt: str, dumps: Sequence[tuple[str, Decoded]]) -> str:
     """trace.json (one Perfetto process per dump) or metrics.prom (a source label per dump)."""
     if fmt == "perfetto":

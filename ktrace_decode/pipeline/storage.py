@@ -81,13 +81,14 @@ def metrics_section(decoded: Decoded, traced: dict[str, int]) -> dict[str, Any] 
         if o is None or (not o.count and not traced.get(req)):
             continue
         n = int(traced.get(req, 0))
+        k = o.known_count  # None: past a u64, a damaged file (Metrics.damage)
         # Both ways, never negative: IOs the kernel counted that the trace
         # lacks (dropped or not traced), and IOs traced after the kernel's
         # count was taken (the metrics file read before the trace ended).
-        check.append({"op": op, "request": req, "metrics_count": o.count, "trace_count": n,
-                      "missing_from_trace": max(o.count - n, 0),
-                      "extra_in_trace": max(n - o.count, 0)})
-    ops = [r for r in m.frame().to_dicts() if r["count"]]
+        check.append({"op": op, "request": req, "metrics_count": k, "trace_count": n,
+                      "missing_from_trace": None if k is None else max(k - n, 0),
+                      "extra_in_trace": None if k is None else max(n - k, 0)})
+    ops = [r for r in m.frame().to_dicts() if r["count"] != 0]  # None (unknown) stays
     return {"layout": m.layout, "error": None, "ops": ops, "cross_check": check}
 
 
@@ -120,10 +121,14 @@ def render_sections(s: dict[str, Any]) -> list[str]:
                 f"  {'op':<14} {'count':>8} {'mean us':>9} {'p50 <=':>8} {'p99 <=':>8}"]
         for r in m["ops"]:
             mean = "-" if r["mean_us"] is None else f"{r['mean_us']:.0f}"
-            out.append(f"  {r['op']:<14} {r['count']:>8} {mean:>9} "
+            count = "-" if r["count"] is None else r["count"]
+            out.append(f"  {r['op']:<14} {count:>8} {mean:>9} "
                        f"{r['p50_le_us'] or '-':>8} {r['p99_le_us'] or '-':>8}")
         for c in m["cross_check"]:
-            if c["missing_from_trace"]:
+            if c["metrics_count"] is None:
+                out.append(f"  cross-check: {c['op']}: the kernel's count is unknown (damaged "
+                           f"metrics file), the trace holds {c['trace_count']}")
+            elif c["missing_from_trace"]:
                 out.append(f"  cross-check: {c['op']}: the kernel counted {c['metrics_count']}, "
                            f"the trace holds {c['trace_count']} "
                            f"({c['missing_from_trace']} not in the trace: dropped or not traced)")

@@ -15,7 +15,9 @@ from typing import Any
 import polars as pl
 
 from ..decode import Decoded
+from ..errors import KtraceError
 from ..formats import messages as M
+from ..metrics import parse_metrics
 from ..scan import TIME_LIMIT
 
 SCHEMA_ID = "ktrace-analyze/1"
@@ -255,7 +257,25 @@ def warnings(decoded: Decoded, trace: dict[str, Any], inv: dict[str, Any]) -> li
     if trace["long_text_records"]:
         out.append(f"{trace['long_text_records']} message(s) of 256+ characters cut at their "
                    "NUL (kernel bug: the bytes after it are unrelated memory)")
+    damage = _metrics_damage(decoded)
+    if damage:
+        out.append(damage)
     return out
+
+
+def _metrics_damage(decoded: Decoded) -> str | None:
+    """The metrics file's totals past a u64 (:meth:`..metrics.Metrics.damage`).
+
+    Read here (4 KB, again) rather than from the document's metrics section:
+    that section is added after the summary, and this warning belongs with the
+    others, on the report's first screen and on stderr."""
+    if decoded.prometheus is None:
+        return None
+    try:
+        m = parse_metrics(decoded.prometheus)
+    except KtraceError:  # an unreadable file is the metrics section's own error line
+        return None
+    return m.damage()
 
 
 def summarize(decoded: Decoded, events: pl.DataFrame, invalidations: pl.DataFrame,
