@@ -12,6 +12,13 @@ drop windows, never from bytes.  Layout of the timeline:
   many tracks as needed — overlapping slices never share a track;
 - dropped-record windows are ``X`` slices on a per-CPU "loss" track.
 
+Track ids (``tid``) are small numbers given in order within each dump: 1..N
+for the nodeid tracks (by nodeid), then the waits tracks (by nodeid, then
+lane), then the loss tracks (by CPU); each is named by ``thread_name``
+metadata.  Ids derived from the nodeid (once nodeid, 1_000_000 + cpu and
+2_000_000 + nodeid*64 + lane) let nodeid 1000000 share a track with "loss
+cpu 0" and went past a u64 for nodeids from 2**58.
+
 Timestamps are the trace's microseconds (the format's unit for ``ts``/``dur``).
 """
 
@@ -23,8 +30,6 @@ from typing import Any
 import polars as pl
 
 STATE_EVENTS = ("start", "write_error", "pages_error", "end")
-_LOSS_TID_BASE = 1_000_000
-_WAIT_TID_BASE = 2_000_000
 
 
 def _meta(name: str, pid: int, tid: int | None, value: str, sort: int | None = None
@@ -81,14 +86,16 @@ def trace_events(events: pl.DataFrame, invalidations: pl.DataFrame, drops: pl.Da
     """Trace events for one dump.  ``drops`` has cpu, after_us, before_us, at_least."""
     out: list[dict[str, Any]] = _meta("process_name", pid, None, f"ktrace {name}")
     trace_end = int(events["time_us"].max()) if events.height else 0  # type: ignore[arg-type]
-    nodeids = sorted(int(n) for n in invalidations["nodeid"].unique().to_list())
+    nodeids = sorted(int(n) for n in invalidations["nodeid"].drop_nulls().unique().to_list())
+    track = {n: i for i, n in enumerate(nodeids, start=1)}  # nodeid -> tid
     for i, n in enumerate(nodeids):
-        out += _meta("thread_name", pid, n, f"nodeid {n} (userspace {n - 1})", sort=i)
+        out += _meta("thread_name", pid, track[n], f"nodeid {n} (userspace {n - 1})", sort=i)
 
     for a in attempts(events.filter(pl.col("nodeid").is_in(nodeids))).iter_rows(named=True):
         end = a["next_us"] if a["next_us"] is not None else trace_end
         out.append({"ph": "X", "name": "invalidate", "cat": "invalidate", "pid": pid,
-                    "tid": a["nodeid"], "ts": a["start_us"], "dur": max(end - a["start_us"], 0),
+                    "tid": track[a["nodeid"]], "ts": a["start_us"],
+                    "dur": max(end - a["start_us"], 0),
                     "args": {"cpu": a["cpu"], "outcome": a["outcome"] or "in_progress",
                              "err": a["outcome_err"]}})
 
@@ -102,16 +109,18 @@ def trace_events(events: pl.DataFrame, invalidations: pl.DataFrame, drops: pl.Da
         if e["fh"] is not None:
             args["fh"] = e["fh"]
         out.append({"ph": "i", "s": "t", "name": e["event"], "cat": "invalidate", "pid": pid,
-                    "tid": e["nodeid"], "ts": e["time_us"], "args": args})
+                    "tid": track[e["nodeid"]], "ts": e["time_us"], "args": args})
 
-    out += _waits(events, invalidations, nodeids, trace_end, pid)
-    out += _losses(drops, pid)
+    waits, next_tid = _waits(events, invalidations, nodeids, trace_end, pid, len(nodeids) + 1)
+    out += waits
+    out += _losses(drops, pid, next_tid, 2 * len(nodeids))
     return out
 
 
 def _waits(events: pl.DataFrame, inv: pl.DataFrame, nodeids: list[int], trace_end: int,
-           pid: int) -> list[dict[str, Any]]:
-    """Each blocked open: from its `waiting` record to the end of its episode."""
+           pid: int, first_tid: int) -> tuple[list[dict[str, Any]], int]:
+    """Each blocked open: from its `waiting` record to the end of its episode,
+    on tracks numbered from ``first_tid``; also the next free tid."""
     waits = (
         events.filter(pl.col("event") == "waiting").select("nodeid", "time_us", "cpu")
         .sort("time_us")
@@ -120,32 +129,45 @@ def _waits(events: pl.DataFrame, inv: pl.DataFrame, nodeids: list[int], trace_en
                    check_sortedness=False)  # sorted within each nodeid, which is what counts
     )
     out: list[dict[str, Any]] = []
+    tid = first_tid
     for k, n in enumerate(nodeids):
         rows = waits.filter(pl.col("nodeid") == n).sort("time_us").rows(named=True)
         spans = [(r["time_us"], r["end_us"] if r["end_us"] is not None else trace_end)
                  for r in rows]
         lanes = _pack(spans)
+        lane_tid = {}
         for lane in sorted(set(lanes)):
-            tid = _WAIT_TID_BASE + n * 64 + lane
-            out += _meta("thread_name", pid, tid, f"nodeid {n} blocked opens #{lane + 1}",
-                         sort=len(nodeids) + k)
+            lane_tid[lane], tid = tid, tid + 1
+            out += _meta("thread_name", pid, lane_tid[lane],
+                         f"nodeid {n} blocked opens #{lane + 1}", sort=len(nodeids) + k)
         for r, (t0, t1), lane in zip(rows, spans, lanes, strict=True):
             out.append({"ph": "X", "name": "open blocked", "cat": "open", "pid": pid,
-                        "tid": _WAIT_TID_BASE + n * 64 + lane, "ts": t0, "dur": t1 - t0,
+                        "tid": lane_tid[lane], "ts": t0, "dur": t1 - t0,
                         "args": {"cpu": r["cpu"], "ended": r["end_us"] is not None}})
-    return out
+    return out, tid
 
 
-def _losses(drops: pl.DataFrame, pid: int) -> list[dict[str, Any]]:
+def _losses(drops: pl.DataFrame, pid: int, first_tid: int, first_sort: int
+            ) -> list[dict[str, Any]]:
+    """A "loss cpu N" track per CPU with drops (tids from ``first_tid``, below
+    every other track): a slice per drop window."""
     out: list[dict[str, Any]] = []
-    for cpu in sorted(drops["cpu"].unique().to_list()):
-        tid = _LOSS_TID_BASE + cpu
-        out += _meta("thread_name", pid, tid, f"loss cpu {cpu}", sort=tid)
+    for k, cpu in enumerate(sorted(drops["cpu"].unique().to_list())):
+        tid = first_tid + k
+        out += _meta("thread_name", pid, tid, f"loss cpu {cpu}", sort=first_sort + k)
         for d in drops.filter(pl.col("cpu") == cpu).iter_rows(named=True):
-            t0 = d["after_us"] if d["after_us"] is not None else d["before_us"]
+            after, before = d["after_us"], d["before_us"]
+            args = {"at_least": d["at_least"], "cpu": cpu}
+            if after is None:
+                t0, t1 = before, before
+            else:
+                # The CPU's clock can go back across a drop (after > before):
+                # the window is still the span between the two records' times.
+                t0, t1 = min(after, before), max(after, before)
+                if after > before:
+                    args["clock_went_back"] = True
             out.append({"ph": "X", "name": f">={d['at_least']} records lost", "cat": "loss",
-                        "pid": pid, "tid": tid, "ts": t0, "dur": d["before_us"] - t0,
-                        "args": {"at_least": d["at_least"], "cpu": cpu}})
+                        "pid": pid, "tid": tid, "ts": t0, "dur": t1 - t0, "args": args})
     return out
 
 

@@ -20,6 +20,9 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def test_perfetto_export_of_the_storm_sample_matches_its_golden_file(tmp_path, capsys):
+    """To regenerate the golden file after a deliberate change, from the
+    repository root: ``ktrace export samples/storm --out DIR --format perfetto``
+    and copy ``DIR/trace.json`` to ``tests/golden/storm-perfetto.json``."""
     assert main(["export", str(sample_path("storm")), "--out", str(tmp_path),
                  "--format", "perfetto"]) == 0
     doc = json.loads((tmp_path / "trace.json").read_text())
