@@ -23,7 +23,7 @@ from numba.extending import intrinsic
 
 from ._bytematch_jit import classify_text, take_fields
 from ._csv_encode_jit import _put_uint, put_flagged, put_int
-from ._jit_memory import bytes_at, copy_bytes, load2, load8
+from ._jit_memory import bytes_at, copy_bytes, load2, load4, load8
 
 #: The sources this loop is compiled from besides this file, and a hash of
 #: their bytes (sha256, in this order).  numba's on-disk cache checks only
@@ -163,7 +163,7 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
                name_pool, events, names, lit, out_addr, out_cap, row_fixed, keep,
                row_values, row_present,
                k_time, k_cpu, k_seq, k_rank, k_values, k_present,
-               io_hdr, io_time, io_cpu, io_seq, io_pdu, cs_raw, cs_cpu, cs_seq, cs_idx, res):
+               io_hdr, io_time, io_cpu, io_seq, io_pdu, cs_raw, cs_rec, cs_idx, res):
     """The events rows of the n records at ``addrs`` (with ``cpus``,
     ``seqs``), in that order.
 
@@ -180,7 +180,7 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
     to row ``res[KEPT]`` of the ``k_*`` arrays (its event as that number).
     An iotimes record's header bytes go to ``io_hdr`` (with its time, cpu,
     seq and pdu_len), its chunk-server entries' bytes to ``cs_raw`` (with
-    their record's cpu and seq, and their index).
+    their record's row in those and their index).
 
     Stops at the first record the general path must decode (``res[FAIL]``,
     ``res[FAILED_ROW]``).
@@ -239,7 +239,7 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
             code = n_cat + 1
             # (the scan accepts only iotimes of io_size + k * cs_size bytes)
             entries = max(pdu - io_size, 0) // cs_size
-            if n_io >= len(io_time) or n_cs + entries > len(cs_cpu):
+            if n_io >= len(io_time) or n_cs + entries > len(cs_rec):
                 res[FAIL], res[FAILED_ROW] = NO_ROOM, i  # the caller's count is wrong
                 break
             copy_bytes(io_base + n_io * io_size, a + hdr[H_SIZE], io_size)
@@ -247,13 +247,12 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
             io_cpu[n_io] = cpus[i]
             io_seq[n_io] = seqs[i]
             io_pdu[n_io] = pdu
-            n_io += 1
             copy_bytes(cs_base + n_cs * cs_size, a + hdr[H_SIZE] + io_size, entries * cs_size)
             for e in range(entries):
-                cs_cpu[n_cs] = cpus[i]
-                cs_seq[n_cs] = seqs[i]
+                cs_rec[n_cs] = n_io
                 cs_idx[n_cs] = e
                 n_cs += 1
+            n_io += 1
         if code < n_cat:
             # The fields the message printed, adjusted, in range (else absent).
             for s in range(n_slots):
@@ -334,3 +333,129 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
     res[ENTRIES] = n_cs
     return 0
 
+
+
+# --- iotimes.csv and iotimes_cs.csv, from what event_rows copied aside ----------------
+#: ``io``: where the rows read the fields of an iotimes header and of a
+#: chunk-server entry, the sizes of both, the positions of the ``misc`` flag
+#: bits and the mask of its time, the time limit (given by :mod:`.fused`
+#: from the layout declarations).
+(IO_CHUNK, IO_OFFSET, IO_SIZE, IO_START, IO_DELAY, IO_LAT, IO_INO, IO_TYPE, IO_CSES, IO_PAD1,
+ IO_HEADER, CS_SIZE, CS_CSID, CS_MISC, CS_NET, CS_IO, MISC_CACHED, MISC_SEQUENTIAL, MISC_SYNC,
+ MISC_TIME, TIME_LIMIT, IO_FIELDS) = range(22)
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _sep(out, p, c):  # type: ignore[no-untyped-def]
+    out[p] = c
+    return p + 1
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _put_nodeid(out, p, ino):  # type: ignore[no-untyped-def]
+    """ino + 1, the kernel nodeid (nothing for an ino of 2**64 - 1)."""
+    return _put_uint(out, p, ino + np.uint64(1)) if ino != _U64_MAX else p
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _put_bool(out, p, v):  # type: ignore[no-untyped-def]
+    if v:
+        out[p], out[p + 1], out[p + 2], out[p + 3] = 116, 114, 117, 101  # true
+        return p + 4
+    out[p], out[p + 1], out[p + 2] = 102, 97, 108  # fal
+    out[p + 3], out[p + 4] = 115, 101  # se
+    return p + 5
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def iotimes_rows(n, raw, time, cpu, seq, pdu, io, req_codes, req_pool, req_at,  # type: ignore[no-untyped-def]
+                 lit, out_addr, out_cap):
+    """The iotimes.csv rows of the n records copied aside by event_rows
+    (``raw``: their headers; ``time``, ``cpu``, ``seq``, ``pdu``); the bytes
+    written, or -1 if ``out_cap`` would not do.  A request type among
+    ``req_codes`` is written as its name (``req_at``: offset and length in
+    ``req_pool``), any other as ``type<N>``; total_us only for a creation
+    time below the limit."""
+    out = bytes_at(out_addr)
+    base = raw.ctypes.data
+    size = io[IO_HEADER]
+    lit_base = lit.ctypes.data
+    n_lit = len(lit)
+    p = 0
+    for i in range(n):
+        if p + n_lit + 400 > out_cap:  # 17 fields of at most 21 bytes, a name
+            return -1
+        a = base + i * size
+        if n_lit:
+            copy_bytes(out_addr + p, lit_base, n_lit)
+            p = _sep(out, p + n_lit, _COMMA)
+        p = _sep(out, _put_uint(out, p, time[i]), _COMMA)
+        p = _sep(out, _put_uint(out, p, np.uint64(cpu[i])), _COMMA)
+        p = _sep(out, _put_uint(out, p, np.uint64(seq[i])), _COMMA)
+        ino = load8(a + io[IO_INO])
+        p = _sep(out, _put_nodeid(out, p, ino), _COMMA)
+        p = _sep(out, _put_uint(out, p, ino), _COMMA)
+        typ = load2(a + io[IO_TYPE])
+        k = 0
+        while k < len(req_codes) and np.uint64(req_codes[k]) != typ:
+            k += 1
+        if k < len(req_codes):
+            copy_bytes(out_addr + p, req_pool.ctypes.data + req_at[k, 0], req_at[k, 1])
+            p += req_at[k, 1]
+        else:
+            out[p], out[p + 1], out[p + 2], out[p + 3] = 116, 121, 112, 101  # type
+            p = _put_uint(out, p + 4, typ)
+        p = _sep(out, p, _COMMA)
+        p = _sep(out, _put_uint(out, p, typ), _COMMA)
+        for f in (IO_CHUNK, IO_OFFSET, IO_SIZE, IO_START):
+            p = _sep(out, _put_uint(out, p, load8(a + io[f])), _COMMA)
+        p = _sep(out, _put_uint(out, p, load4(a + io[IO_DELAY])), _COMMA)
+        p = _sep(out, _put_uint(out, p, load4(a + io[IO_LAT])), _COMMA)
+        start = load8(a + io[IO_START])
+        if start < np.uint64(io[TIME_LIMIT]):
+            p = put_int(out, p, np.int64(time[i]) - np.int64(start))
+        p = _sep(out, p, _COMMA)
+        p = _sep(out, _put_uint(out, p, np.uint64(bytes_at(a + io[IO_CSES])[0])), _COMMA)
+        p = _sep(out, _put_uint(out, p, load4(a + io[IO_PAD1])), _COMMA)
+        p = _sep(out, _put_uint(out, p, np.uint64((pdu[i] - size) // io[CS_SIZE])), _LF)
+    return p
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def entry_rows(n, raw, rec, idx, io_raw, time, cpu, seq, io,  # type: ignore[no-untyped-def]
+               lit, out_addr, out_cap):
+    """The iotimes_cs.csv rows of the n chunk-server entries copied aside
+    by event_rows (``raw``, their record's row ``rec`` in ``io_raw`` and
+    ``time``, ``cpu``, ``seq``; their index ``idx``); the bytes written, or
+    -1 if ``out_cap`` would not do."""
+    out = bytes_at(out_addr)
+    base = raw.ctypes.data
+    io_base = io_raw.ctypes.data
+    size = io[CS_SIZE]
+    lit_base = lit.ctypes.data
+    n_lit = len(lit)
+    mask = np.uint64(io[MISC_TIME])
+    p = 0
+    for e in range(n):
+        if p + n_lit + 300 > out_cap:  # 13 fields of at most 21 bytes
+            return -1
+        a = base + e * size
+        r = rec[e]
+        if n_lit:
+            copy_bytes(out_addr + p, lit_base, n_lit)
+            p = _sep(out, p + n_lit, _COMMA)
+        p = _sep(out, _put_uint(out, p, time[r]), _COMMA)
+        p = _sep(out, _put_uint(out, p, np.uint64(cpu[r])), _COMMA)
+        p = _sep(out, _put_uint(out, p, np.uint64(seq[r])), _COMMA)
+        ino = load8(io_base + r * io[IO_HEADER] + io[IO_INO])
+        p = _sep(out, _put_nodeid(out, p, ino), _COMMA)
+        p = _sep(out, _put_uint(out, p, np.uint64(idx[e])), _COMMA)
+        p = _sep(out, _put_uint(out, p, load8(a + io[CS_CSID])), _COMMA)
+        misc = load8(a + io[CS_MISC])
+        p = _sep(out, _put_uint(out, p, misc), _COMMA)
+        for bit in (MISC_CACHED, MISC_SEQUENTIAL, MISC_SYNC):
+            p = _sep(out, _put_bool(out, p, (misc >> np.uint64(io[bit])) & np.uint64(1)), _COMMA)
+        p = _sep(out, _put_uint(out, p, misc & mask), _COMMA)
+        p = _sep(out, _put_uint(out, p, load4(a + io[CS_NET])), _COMMA)
+        p = _sep(out, _put_uint(out, p, load4(a + io[CS_IO])), _LF)
+    return p

@@ -46,12 +46,12 @@ import polars as pl
 from .. import records, schema
 from ..formats import layouts as L
 from ..formats import messages as M
+from ..iolatency import request_name
 from ..records import Part
-from . import bytematch, csv_encode, jit_loops
+from ..scan import TIME_LIMIT
+from . import bytematch, csv_encode, jit_loops, storage
 from . import events as E
 
-#: The records columns the iotimes tables read.
-IOTIMES_COLUMNS = ["cpu", "seq", "time_us", "type", *(c for c, _ in records.IO_FIELDS), "n_cs"]
 #: The records columns the streamed export's bookkeeping reads (record
 #: types, drop windows, byte gaps).
 BOOKKEEPING_COLUMNS = ["cpu", "seq", "offset", "time_us", "type", "ovfl", "pdu_len"]
@@ -134,8 +134,7 @@ class FusedEvents:
     csv: np.ndarray | None  # uint8, no header (None: not asked for)
     kept: pl.DataFrame  # the kept events' rows, as events.catalogue_events gives them
     rows: int
-    iotimes: pl.DataFrame  # the iotimes records: IOTIMES_COLUMNS of schema.RECORDS
-    entries: pl.DataFrame  # their chunk-server entries (schema.CS), in merged order
+    iotimes: IotimesRows  # the iotimes records and their chunk-server entries
     buffer: np.ndarray | None = None  # the whole buffer ``csv`` is the start of
 
 
@@ -186,10 +185,10 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
     row_fixed = _ROW_BYTES + 2 * cat.longest + len(lit) + 1
     size = n * row_fixed + 4 * text
     out = (take(size) if take is not None else np.empty(size, np.uint8)) if csv else None
-    io = (np.empty(n_io * L.IOTIMES_HEADER_SIZE, np.uint8), np.empty(n_io, np.uint64),
-          np.empty(n_io, np.uint16), np.empty(n_io, np.uint32), np.empty(n_io, np.uint16))
-    ent = (np.empty(n_cs * L.IOTIMES_CS_SIZE, np.uint8), np.empty(n_cs, np.uint16),
-           np.empty(n_cs, np.uint32), np.empty(n_cs, np.uint8))
+    io = IotimesRows(np.empty(n_io * L.IOTIMES_HEADER_SIZE, np.uint8), np.empty(n_io, np.uint64),
+                     np.empty(n_io, np.uint16), np.empty(n_io, np.uint32),
+                     np.empty(n_io, np.uint16), np.empty(n_cs * L.IOTIMES_CS_SIZE, np.uint8),
+                     np.empty(n_cs, np.int64), np.empty(n_cs, np.uint8), lit)
     ranks = np.full(max(len(M.CATALOGUE), 1), -1, np.int16)
     for code, msg in enumerate(M.CATALOGUE):
         if msg.event in keep:
@@ -205,7 +204,7 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
                    cat.pool, cat.events, cat.names, lit, 0 if out is None else out.ctypes.data,
                    0 if out is None else len(out), row_fixed, ranks,
                    np.zeros((slots, 1), np.int64), np.zeros((slots, 1), bool),
-                   k_time, k_cpu, k_seq, k_rank, k_values, k_present, *io, *ent, res)
+                   k_time, k_cpu, k_seq, k_rank, k_values, k_present, *io.arrays(), res)
     if res[jit.FAIL] != jit.OK:
         return Refused(_REASONS[int(res[jit.FAIL])], int(res[jit.FAILED_ROW]))
     m = int(res[jit.KEPT])
@@ -222,29 +221,148 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
     kept = pl.DataFrame([given[c].alias(c) for c in columns])
     assert res[jit.IOTIMES_ROWS] == n_io and res[jit.ENTRIES] == n_cs
     return FusedEvents(None if out is None else out[: int(res[jit.WRITTEN])], kept, n,
-                       _iotimes_frame(*io), _entries_frame(*ent), out)
+                       io, out)
 
 
-def _iotimes_frame(raw: np.ndarray, time: np.ndarray, cpu: np.ndarray, seq: np.ndarray,
-                   pdu: np.ndarray) -> pl.DataFrame:
-    """The iotimes records' columns (IOTIMES_COLUMNS, as the records table
-    types them) from their copied header bytes."""
-    io = raw.view(L.IOTIMES_HEADER_DTYPE)
-    cols = {"cpu": cpu, "seq": seq, "time_us": time,
-            "type": np.full(len(time), L.TYPE_IOTIMES, np.uint16),
-            **{name: np.ascontiguousarray(io[field]) for name, field in records.IO_FIELDS},
-            "n_cs": (pdu - L.IOTIMES_HEADER_SIZE) // L.IOTIMES_CS_SIZE}
-    return schema.conform(pl.DataFrame(cols), {c: schema.RECORDS[c] for c in IOTIMES_COLUMNS})
+@cache
+def _io_layout() -> np.ndarray:
+    """Where :func:`._fused_jit.iotimes_rows` and ``entry_rows`` read each field."""
+    jit = _jit()
+    io, cs = L.IOTIMES_HEADER_DTYPE, L.IOTIMES_CS_DTYPE
+    want = {"chunk": 8, "offset": 8, "size": 8, "start_time": 8, "local_delay": 4, "lat": 4,
+            "ino": 8, "type": 2, "cses": 1, "pad1": 4}
+    for name, width in want.items():
+        if io.fields[name][0] != np.dtype(f"<u{width}"):
+            raise RuntimeError(f"fused: the loop reads {name} as a {width}-byte integer")
+    for name, width in {"csid": 8, "misc": 8, "ts_net": 4, "ts_io": 4}.items():
+        if cs.fields[name][0] != np.dtype(f"<u{width}"):
+            raise RuntimeError(f"fused: the loop reads {name} as a {width}-byte integer")
+    out = np.zeros(jit.IO_FIELDS, np.int64)
+    for slot, name in ((jit.IO_CHUNK, "chunk"), (jit.IO_OFFSET, "offset"), (jit.IO_SIZE, "size"),
+                       (jit.IO_START, "start_time"), (jit.IO_DELAY, "local_delay"),
+                       (jit.IO_LAT, "lat"), (jit.IO_INO, "ino"), (jit.IO_TYPE, "type"),
+                       (jit.IO_CSES, "cses"), (jit.IO_PAD1, "pad1")):
+        out[slot] = io.fields[name][1]
+    for slot, name in ((jit.CS_CSID, "csid"), (jit.CS_MISC, "misc"), (jit.CS_NET, "ts_net"),
+                       (jit.CS_IO, "ts_io")):
+        out[slot] = cs.fields[name][1]
+    out[jit.IO_HEADER], out[jit.CS_SIZE] = L.IOTIMES_HEADER_SIZE, L.IOTIMES_CS_SIZE
+    for slot, bit in ((jit.MISC_CACHED, L.CS_MISC_CACHED),
+                      (jit.MISC_SEQUENTIAL, L.CS_MISC_SEQUENTIAL), (jit.MISC_SYNC, L.CS_MISC_SYNC)):
+        if bit & (bit - 1):
+            raise RuntimeError("fused: a misc flag is one bit")
+        out[slot] = bit.bit_length() - 1
+    out[jit.MISC_TIME], out[jit.TIME_LIMIT] = L.CS_MISC_TIME_MASK, TIME_LIMIT
+    return out
 
 
-def _entries_frame(raw: np.ndarray, cpu: np.ndarray, seq: np.ndarray, idx: np.ndarray
-                   ) -> pl.DataFrame:
-    """The chunk-server entries (schema.CS) from their copied bytes."""
-    e = raw.view(L.IOTIMES_CS_DTYPE)
-    cols = {"cpu": cpu, "seq": seq, "idx": idx,
-            **{name: np.ascontiguousarray(e[name]) for name in ("csid", "misc", "ts_net",
-                                                                   "ts_io")}}
-    return schema.conform(pl.DataFrame(cols), schema.CS)
+@cache
+def _requests() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The request types with a name: their numbers, and their names as CSV
+    fields (a pool and each one's offset and length)."""
+    codes = sorted(L.IOTIMES_REQUEST_TYPES)
+    pool, at = bytearray(), []
+    for code in codes:
+        field = csv_encode.field(request_name(code))
+        at.append((len(pool), len(field)))
+        pool.extend(field)
+    return (np.array(codes, np.int64), np.frombuffer(bytes(pool), np.uint8).copy(),
+            np.array(at, np.int64).reshape(-1, 2))
+
+
+@dataclass(frozen=True)
+class IotimesRows:
+    """A batch's iotimes records, as the loop copied them aside in merged
+    order: their header bytes with their time, cpu, seq and pdu_len, and
+    their chunk-server entries' bytes with their record's row here and
+    their index.  What the streamed export needs of them:
+    :meth:`iotimes_csv`, :meth:`entries_csv` (the rows of iotimes.csv and
+    iotimes_cs.csv), :meth:`entries` (for cs.csv), :meth:`request_counts`
+    and :meth:`slowest` (for the summary): the values of
+    :func:`.tables.iotimes` and :func:`.tables.iotimes_cs` (a test compares
+    them cell for cell)."""
+
+    raw: np.ndarray  # uint8: IOTIMES_HEADER_SIZE bytes a record
+    time: np.ndarray  # uint64
+    cpu: np.ndarray  # uint16
+    seq: np.ndarray  # uint32
+    pdu: np.ndarray  # uint16
+    cs_raw: np.ndarray  # uint8: IOTIMES_CS_SIZE bytes an entry
+    cs_rec: np.ndarray  # int64: the entry's record (a row of the arrays above)
+    cs_idx: np.ndarray  # uint8
+    lit: np.ndarray  # uint8: the CSV field written first on every row (empty: none)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays :func:`._fused_jit.event_rows` fills."""
+        return (self.raw, self.time, self.cpu, self.seq, self.pdu, self.cs_raw, self.cs_rec,
+                self.cs_idx)
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def header(self) -> np.ndarray:
+        return self.raw.view(L.IOTIMES_HEADER_DTYPE)
+
+    def iotimes_csv(self) -> np.ndarray:
+        """iotimes.csv's rows (no header)."""
+        jit = _jit()
+        codes, pool, at = _requests()
+        longest = max((int(n) for _, n in at), default=0)
+        out = np.empty(len(self) * (400 + len(self.lit) + longest), np.uint8)
+        n = jit.iotimes_rows(len(self), self.raw, self.time, self.cpu, self.seq, self.pdu,
+                             _io_layout(), codes, pool, at, self.lit, out.ctypes.data, len(out))
+        assert n >= 0, "iotimes_rows: the bound is wrong"
+        return out[:n]
+
+    def entries_csv(self) -> np.ndarray:
+        """iotimes_cs.csv's rows (no header)."""
+        jit = _jit()
+        m = len(self.cs_rec)
+        out = np.empty(m * (300 + len(self.lit)), np.uint8)
+        n = jit.entry_rows(m, self.cs_raw, self.cs_rec, self.cs_idx, self.raw, self.time,
+                           self.cpu, self.seq, _io_layout(), self.lit, out.ctypes.data, len(out))
+        assert n >= 0, "entry_rows: the bound is wrong"
+        return out[:n]
+
+    def entries(self) -> pl.DataFrame:
+        """The entries as :func:`.iolatency.cs_entries_of` gives them."""
+        e = self.cs_raw.view(L.IOTIMES_CS_DTYPE)
+        return pl.DataFrame({
+            "csid": np.ascontiguousarray(e["csid"]),
+            "io_type": self.header()["type"][self.cs_rec],
+            "idx": self.cs_idx,
+            "ts_net": np.ascontiguousarray(e["ts_net"]),
+            "ts_io": np.ascontiguousarray(e["ts_io"]),
+        })
+
+    def request_counts(self) -> dict[str, int]:
+        """Records per request name (:func:`.storage.io_counts`)."""
+        return storage.io_counts_of(self.header()["type"])
+
+    def slowest(self, top: int) -> pl.DataFrame:
+        """:func:`.storage.slowest_io` of these records: built for the
+        records that can be among the ``top`` only."""
+        io = self.header()
+        start = io["start_time"]
+        has = start < TIME_LIMIT
+        total = np.where(has, self.time.astype(np.int64) - np.where(has, start, 0)
+                         .astype(np.int64), 0)
+        rows = np.flatnonzero(has)
+        if top > 0 and len(rows) > top:
+            values = total[rows]
+            cut = np.partition(values, values.size - top)[values.size - top]
+            rows = rows[values >= cut]
+        elif top <= 0:
+            rows = rows[:0]
+        ino = io["ino"][rows]
+        nodeid = records.masked_series("nodeid", ino + np.uint64(1), ino != np.uint64(2**64 - 1))
+        frame = pl.DataFrame([
+            pl.Series("time_us", self.time[rows]), pl.Series("cpu", self.cpu[rows]), nodeid,
+            pl.Series("request", [request_name(int(t)) for t in io["type"][rows]], pl.String),
+            pl.Series("size", io["size"][rows]), pl.Series("total_us", total[rows]),
+            pl.Series("lat_us", io["lat"][rows]),
+        ])
+        return storage.slowest_io(frame, top)
 
 
 def bookkeeping_records(parts: Sequence[Part]) -> pl.DataFrame:

@@ -49,7 +49,12 @@ def io_counts(iotimes: pl.DataFrame) -> dict[str, int]:
     Counted per request type number, then named: a group_by on the name
     strings cost more than the rest of a streamed export's batch bookkeeping.
     """
-    codes, counts = np.unique(iotimes["type"].to_numpy(), return_counts=True)
+    return io_counts_of(iotimes["type"].to_numpy())
+
+
+def io_counts_of(types: np.ndarray) -> dict[str, int]:
+    """:func:`io_counts` of the request type numbers ``types``."""
+    codes, counts = np.unique(types, return_counts=True)
     out: dict[str, int] = {}
     for code, n in zip(codes.tolist(), counts.tolist(), strict=True):
         name = request_name(code)

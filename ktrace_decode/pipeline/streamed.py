@@ -58,6 +58,10 @@ if TYPE_CHECKING:
 KEPT_EVENTS = (*STATE_EVENTS, *ATTACHED_EVENTS)
 #: Their columns that episodes and the summary use.
 KEPT_COLUMNS = ("time_us", "cpu", "seq", "event", "nodeid", "fh", "err")
+#: The record-sized tables' columns (their part of export.SCHEMAS, which
+#: imports this module).
+RECORD_SIZED = {"events": schema.EVENTS, "iotimes": tables.IOTIMES,
+                "iotimes_cs": tables.IOTIMES_CS}
 #: The record columns the stages read (payload and the flag columns are not built).
 RECORD_COLUMNS = [c for c in schema.RECORDS
                   if c not in ("payload", "long_text", "unknown_type", "resynced",
@@ -441,63 +445,67 @@ class StreamExport:
             if done is not None:
                 return done
         batch, cs = stream.frames(parts)
-        recs, cs_lf = batch.lazy(), cs.lazy()
-        cl = classified(recs)
-        # Kept narrow for the end tables: event names as categories (1-4
-        # bytes instead of a 16-byte string view per row), picked by message
-        # code (no event name hashed).  In the same collect_all as the
-        # events, which classifies once (common subplan).
-        plans = [from_classified(cl), catalogue_events(cl, KEPT_EVENTS, KEPT_COLUMNS),
-                 *self._iotimes_plans(recs, cs_lf)]
-        # The in-memory engine: on these small frames "auto" picks plans that
-        # cost ~10 % more CPU (measured per batch, 64 against 57 ms).
-        ev, kept_ev, *iot = pl.collect_all(plans, engine="in-memory")
-        return self._tables(path, kept_ev, iot, batch, ev)
+        return self._general(path, batch, cs)
 
     def _fused(self, path: str, parts: list[D.Part]) -> _BatchTables | None:
-        """:meth:`_batch` with the events written by :func:`.fused.events_of`;
-        None if it refuses the batch."""
+        """:meth:`_batch` with the events and the iotimes rows written by
+        :mod:`.fused`'s loops; None if it refuses the batch."""
         source = path if self.multi else None
         got = fused.events_of(parts, KEPT_EVENTS, KEPT_COLUMNS, csv=self.out is not None,
                               source=source, take=self._buffers.take)
         if isinstance(got, fused.Refused):
             return None
-        iot = pl.collect_all(self._iotimes_plans(got.iotimes.lazy(), got.entries.lazy()),
-                             engine="in-memory")
-        events = None
+        io = got.iotimes
+        files: dict[str, pl.DataFrame | CsvBytes] = {}
         if got.csv is not None and got.buffer is not None:
-            names = ("source", *schema.EVENTS) if source is not None else tuple(schema.EVENTS)
-            events = CsvBytes(got.csv, names, got.rows,
-                              partial(self._buffers.give, got.buffer))
-        return self._tables(path, got.kept, iot, fused.bookkeeping_records(parts), events)
+            def names(stem: str) -> tuple[str, ...]:
+                cols = tuple(RECORD_SIZED[stem])
+                return ("source", *cols) if source is not None else cols
 
-    def _iotimes_plans(self, recs: pl.LazyFrame, cs: pl.LazyFrame) -> list[pl.LazyFrame]:
-        """A batch's iotimes table, its chunk-server entries for the ``cs``
-        percentiles and (exporting) its iotimes_cs table."""
+            files = {"events": CsvBytes(got.csv, names("events"), got.rows,
+                                        partial(self._buffers.give, got.buffer)),
+                     "iotimes": CsvBytes(io.iotimes_csv(), names("iotimes"), len(io)),
+                     "iotimes_cs": CsvBytes(io.entries_csv(), names("iotimes_cs"),
+                                            len(io.cs_rec))}
+        return self._tables(got.kept, len(io), io.request_counts(),
+                            io.slowest(self.sel.top), io.entries(), files,
+                            fused.bookkeeping_records(parts))
+
+    def _general(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame) -> _BatchTables:
+        """:meth:`_batch` from the batch's records table."""
+        recs, cs_lf = batch.lazy(), cs.lazy()
+        cl = classified(recs)
         # The entries joined with their records once, for both of their tables.
-        joined = tables.cs_joined(recs, cs)
-        plans = [tables.iotimes(recs), iolatency.cs_entries_of(joined)]
+        joined = tables.cs_joined(recs, cs_lf)
+        # Kept narrow for the end tables: event names as categories (1-4
+        # bytes instead of a 16-byte string view per row), picked by message
+        # code (no event name hashed).  In the same collect_all as the
+        # events, which classifies once (common subplan).
+        plans = [from_classified(cl), catalogue_events(cl, KEPT_EVENTS, KEPT_COLUMNS),
+                 tables.iotimes(recs), iolatency.cs_entries_of(joined)]
         if self.out is not None:
             plans.append(tables.iotimes_cs_of(joined))
-        return plans
-
-    def _tables(self, path: str, kept_ev: pl.DataFrame, iot_tables: list[pl.DataFrame],
-                batch: pl.DataFrame, events: pl.DataFrame | CsvBytes | None) -> _BatchTables:
-        """One batch's :class:`_BatchTables` from its kept events, its
-        :meth:`_iotimes_plans` collected, its records (the bookkeeping
-        columns at least, any row order) and its events (exporting)."""
-        iot, ent, *iot_cs = iot_tables
+        # The in-memory engine: on these small frames "auto" picks plans that
+        # cost ~10 % more CPU (measured per batch, 64 against 57 ms).
+        ev, kept_ev, iot, ent, *iot_cs = pl.collect_all(plans, engine="in-memory")
         files: dict[str, pl.DataFrame | CsvBytes] = {}
         if self.out is not None:
-            assert events is not None
-            files = {"events": events, "iotimes": iot, "iotimes_cs": iot_cs[0]}
+            files = {"events": ev, "iotimes": iot, "iotimes_cs": iot_cs[0]}
             if self.encode:
                 source = path if self.multi else None
-                files = {stem: df if isinstance(df, CsvBytes) else _encoded(df, source)
-                         for stem, df in files.items()}
+                files = {stem: _encoded(df, source) for stem, df in files.items()}
+        return self._tables(kept_ev, iot.height, storage.io_counts(iot),
+                            storage.slowest_io(iot, self.sel.top), ent, files, batch)
+
+    @staticmethod
+    def _tables(kept_ev: pl.DataFrame, n_iotimes: int, io_counts: dict[str, int],
+                slowest: pl.DataFrame, entries: pl.DataFrame,
+                files: dict[str, pl.DataFrame | CsvBytes], batch: pl.DataFrame) -> _BatchTables:
+        """One batch's :class:`_BatchTables`; its record counts and edge rows
+        from ``batch`` (its records, the bookkeeping columns at least, in any
+        row order)."""
         by_cpu = _cpu_order(batch)
-        return _BatchTables(kept_ev, iot.height, storage.io_counts(iot),
-                            storage.slowest_io(iot, self.sel.top), ent, files,
+        return _BatchTables(kept_ev, n_iotimes, io_counts, slowest, entries, files,
                             record_type_counts(batch["type"]),
                             _seq_edges(batch, by_cpu), _offset_edges(batch, by_cpu))
 

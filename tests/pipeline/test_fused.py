@@ -22,8 +22,9 @@ from pl_texts import catalogue_text
 from polars.testing import assert_frame_equal
 
 from ktrace_decode import decode as D
+from ktrace_decode import iolatency
 from ktrace_decode.formats import layouts as L
-from ktrace_decode.pipeline import bytematch, fused, streamed
+from ktrace_decode.pipeline import bytematch, fused, storage, streamed, tables
 from ktrace_decode.pipeline import events as E
 from ktrace_decode.pipeline.export import SCHEMAS
 from ktrace_decode.safe_output import OutputDir
@@ -86,18 +87,34 @@ def _check_batch(parts: list[D.Part], source: str | None = None) -> fused.FusedE
     assert got.rows == batch.height
     assert got.csv is not None and got.csv.tobytes() == csv
     assert_frame_equal(got.kept, kept)
-    # The iotimes records and their entries, in merged order (the entries'
-    # (cpu, seq, idx) order among records of one time).
-    assert_frame_equal(got.iotimes, batch.filter(pl.col("type") == L.TYPE_IOTIMES)
-                       .select(fused.IOTIMES_COLUMNS))
-    rank = batch.select("cpu", "seq").with_row_index("__row")
-    assert_frame_equal(got.entries, cs.join(rank, on=["cpu", "seq"]).sort("__row", "idx")
-                       .drop("__row"))
+    _check_iotimes(got.iotimes, batch, cs, source)
     # Without rows asked for, the same kept events.
     bare = fused.events_of(parts, KEEP, COLUMNS, csv=False)
     assert isinstance(bare, fused.FusedEvents) and bare.csv is None
     assert_frame_equal(bare.kept, kept)
     return got
+
+
+def _check_iotimes(io: fused.IotimesRows, batch: pl.DataFrame, cs: pl.DataFrame,
+                   source: str | None) -> None:
+    """What the loop copied aside gives the general path's iotimes tables:
+    iotimes.csv and iotimes_cs.csv byte for byte (Polars' write_csv), the
+    entries for cs.csv, the request counts and the slowest IOs."""
+    recs, cs_lf = batch.lazy(), cs.lazy()
+    iot = tables.iotimes(recs).collect()
+    iot_cs = tables.iotimes_cs(recs, cs_lf).collect()
+    if source is not None:
+        iot, iot_cs = (df.select(pl.lit(source, pl.String).alias("source"), pl.all())
+                       for df in (iot, iot_cs))
+    assert io.iotimes_csv().tobytes() == iot.write_csv(include_header=False).encode()
+    assert io.entries_csv().tobytes() == iot_cs.write_csv(include_header=False).encode()
+    ent = iolatency.cs_entries(recs, cs_lf).collect()
+    assert_frame_equal(io.entries().sort("csid", "io_type", "idx", "ts_net", "ts_io"),
+                       ent.sort("csid", "io_type", "idx", "ts_net", "ts_io"))
+    iot = tables.iotimes(recs).collect()
+    assert io.request_counts() == storage.io_counts(iot)
+    for top in (0, 1, 3, 10**6):
+        assert_frame_equal(io.slowest(top), storage.slowest_io(iot, top))
 
 
 def _batches(dump: Dump, batch: int, chunk: int = D.STREAM_CHUNK) -> list[list[D.Part]]:
@@ -156,7 +173,8 @@ def _record(draw: st.DrawFn, t: int) -> bytes:
     if kind == "iotimes":
         u64 = st.integers(0, 2**64 - 1)
         hdr = dict(chunk=draw(u64), offset=draw(u64), size=draw(u64),
-                   start_time=draw(st.integers(0, 2**64 - 1)),
+                   start_time=draw(st.sampled_from([0, t - 1, t + 1, 2**52 - 1, 2**52, 2**63,
+                                                    2**64 - 1]) | st.integers(0, 2**64 - 1)),
                    local_delay=draw(st.integers(0, 2**32 - 1)),
                    lat=draw(st.integers(0, 2**32 - 1)),
                    ino=draw(st.sampled_from([0, 5, 2**63, 2**64 - 2, 2**64 - 1])),
