@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from . import schema
+from . import records_compiled, schema
 from .errors import InputError, UsageError
 from .formats import layouts as L
 from .records import Part, cs_frame, pool, records_frame
-from .scan import CHUNK, Scanner, ScanResult, Skip, Walk, scan_stream
+from .scan import CHUNK, Scanner, ScanResult, Skip, Walk, compiled_walk, scan_stream
 from .sources import Dump, TraceSource, mapping_of, open_dump
 
 LAYOUTS = ("auto", "stream", "raw")
@@ -244,9 +244,10 @@ def scan_parts(src: TraceSource, layout: str = "auto",
 
 def scan_source(src: TraceSource, layout: str = "auto",
                 subbuf_size: int = L.RELAY_SUBBUF_SIZE,
-                n_subbufs: int = L.RELAY_N_SUBBUFS) -> tuple[list[Part], CpuReport]:
+                n_subbufs: int = L.RELAY_N_SUBBUFS,
+                walk: Walk | None = None) -> tuple[list[Part], CpuReport]:
     """Find every record of one per-CPU file: (its batches, its report)."""
-    gen = scan_parts(src, layout, subbuf_size, n_subbufs)
+    gen = scan_parts(src, layout, subbuf_size, n_subbufs, walk=walk)
     parts: list[Part] = []
     while True:
         try:
@@ -316,8 +317,12 @@ def _decode_dump(dump: Dump, layout: str, subbuf_size: int, n_subbufs: int,
     _check_options(layout, subbuf_size, n_subbufs)
     parts: list[Part] = []
     reports: list[CpuReport] = []
-    # CPUs are scanned in parallel (the scan is numpy: it releases the GIL).
-    scans = [pool().submit(scan_source, src, layout, subbuf_size, n_subbufs)
+    # A big dump is worth loading numba for (~0.3 s): the scan then follows
+    # the chain compiled, and the table is written by compiled loops.
+    compiled = big_dump(dump) and records_compiled.available()
+    walk = compiled_walk() if compiled else None
+    # CPUs are scanned in parallel (numpy and the walk release the GIL).
+    scans = [pool().submit(scan_source, src, layout, subbuf_size, n_subbufs, walk)
              for src in dump.traces]
     for i, (src, fut) in enumerate(zip(dump.traces, scans, strict=True)):
         if progress:
@@ -328,22 +333,38 @@ def _decode_dump(dump: Dump, layout: str, subbuf_size: int, n_subbufs: int,
     if progress:
         progress("merge", len(dump.traces), len(dump.traces))
     if parts:
-        records, cs_all = merged_frames(parts)
+        records, cs_all = merged_frames(parts, compiled=compiled)
     else:
         records, cs_all = schema.empty(schema.RECORDS), schema.empty(schema.CS)
     return Decoded(dump.path, records, cs_all, reports, dump.prometheus)
 
 
 def merged_frames(parts: list[Part], columns: list[str] | None = None,
-                  nul_cut: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+                  nul_cut: bool = True, compiled: bool = False
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The merged records table of ``parts`` and their chunk-server entries.
 
     The entries are read on a worker while this thread merges (the merge
-    itself is one thread's work).
+    itself is one thread's work).  ``compiled``: every column wanted, by
+    the compiled loops where they can (:mod:`.records_compiled`).
     """
     cs = pool().submit(cs_frame, parts)
-    records = records_frame(parts, columns=columns, merge=True, nul_cut=nul_cut)
+    records = None
+    if compiled and columns is None and nul_cut:
+        records = records_compiled.frame(parts)
+    if records is None:
+        records = records_frame(parts, columns=columns, merge=True, nul_cut=nul_cut)
     return records, cs.result()
+
+
+#: Trace bytes from which a dump is worth loading numba for (~0.3 s): its
+#: scan follows the chain compiled, its tables are written by compiled loops.
+COMPILED_BYTES = 8 << 20
+
+
+def big_dump(dump: Dump) -> bool:
+    """Is ``dump`` big enough for the compiled loops (:data:`COMPILED_BYTES`)?"""
+    return sum(src.size for src in dump.traces) >= COMPILED_BYTES
 
 
 def decode(path: str | Path, layout: str = "auto", subbuf_size: int = L.RELAY_SUBBUF_SIZE,

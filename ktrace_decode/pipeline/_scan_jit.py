@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._jit_memory import bytes_at, load2, load8
+from ._jit_memory import bytes_at, copy8, load2, load8
 
 #: The sources this loop is compiled from besides this file, and a hash of
 #: their bytes (sha256, in this order).  numba's on-disk cache checks only
@@ -74,6 +74,7 @@ def walk(base, pos, stop, end, rules, starts, hdr):  # type: ignore[no-untyped-d
     accepted; the position after the last one is its start plus its length."""
     h = rules[R_HEADER]
     data = bytes_at(base)
+    out = hdr.ctypes.data
     n = 0
     while pos < stop and n < len(starts):
         ok = _known(base, pos, end, rules)
@@ -83,8 +84,12 @@ def walk(base, pos, stop, end, rules, starts, hdr):  # type: ignore[no-untyped-d
         if ok == 2 and nxt != end and _known(base, nxt, end, rules) != 1:
             break
         starts[n] = pos
-        for k in range(h):
-            hdr[n, k] = data[pos + k]
+        if h == 16:  # the header's size today: two words
+            copy8(out + 16 * n, base + pos)
+            copy8(out + 16 * n + 8, base + pos + 8)
+        else:
+            for k in range(h):
+                hdr[n, k] = data[pos + k]
         n += 1
         pos = nxt
     return n

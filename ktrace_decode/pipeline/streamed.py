@@ -75,9 +75,6 @@ EPISODE_ROWS = 1 << 18
 EXPORT_BATCH = D.STREAM_BATCH
 #: Bytes of each trace file scanned at a time (tests make it small to get many batches).
 EXPORT_CHUNK = D.STREAM_CHUNK
-#: Trace bytes from which a dump's scan loads numba for the compiled chain
-#: walk (about as many records as make a batch pay for loading it).
-COMPILED_SCAN_BYTES = 8 << 20
 #: Batches whose tables are computed at once, on threads of their own.  One
 #: batch's tables leave both cores idle ~15 % of the time (the classification
 #: holds one thread while the rest of the plan is short); two overlap.
@@ -383,7 +380,7 @@ class StreamExport:
         dump = open_dump(path)
         # A big dump loads numba for its batches anyway (fused, bytematch):
         # its scan then follows the chain compiled too.
-        big = sum(src.size for src in dump.traces) >= COMPILED_SCAN_BYTES
+        big = D.big_dump(dump)
         stream = D.DumpStream(dump, layout=args.layout, subbuf_size=args.subbuf_size,
                               n_subbufs=args.n_subbufs, columns=RECORD_COLUMNS,
                               batch=EXPORT_BATCH, chunk=EXPORT_CHUNK,

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 PIPELINE = Path(__file__).parents[2] / "ktrace_decode" / "pipeline"
-LOOPS = ["_bytematch_jit", "_csv_encode_jit", "_episodes_jit", "_fused_jit", "_scan_jit"]
+#: Every compiled loop module.
+LOOPS = sorted(p.stem for p in PIPELINE.glob("_*_jit.py"))
 
 
 @pytest.mark.parametrize("module", LOOPS)
