@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -113,18 +114,30 @@ def _runs(parts: Sequence[Part]) -> list[tuple[int, int]]:
     return runs
 
 
-def frame(parts: Sequence[Part]) -> pl.DataFrame | None:
-    """The whole records table (schema.RECORDS) of ``parts`` merged, as
-    :func:`.records.records_frame` makes it with ``merge=True``; None where
-    the loops cannot make it (numba missing, too many runs, a buffer that
-    is not contiguous): use that then."""
+@dataclass
+class _Parts:
+    """The parts as the loops read them (:func:`_part_table`)."""
+
+    table: np.ndarray  # int64 (parts, P_COLUMNS)
+    first: np.ndarray  # int64: each run's first part
+    last: np.ndarray  # int64: each run's last part
+    keep: list[np.ndarray]  # the arrays the table points into
+    buffers: list[pa.Buffer]  # the files as Arrow view buffers
+    buf_of_cpu: dict[int, np.ndarray]
+
+    def heads(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each run's head at the first merged row: (part, position, time)."""
+        return (self.first.copy(), np.zeros(len(self.first), np.int64),
+                np.zeros(len(self.first), np.uint64))
+
+
+def _part_table(parts: Sequence[Part]) -> _Parts | None:
+    """The parts' table and runs; None where the loops cannot merge them
+    (too many runs, a buffer that is not contiguous, a CPU in two buffers)."""
     jit = _jit()
-    if jit is None or not parts:
-        return None
     runs = _runs(parts)
     if len(runs) > MAX_RUNS or not all(pt.buf.flags.c_contiguous for pt in parts):
         return None
-    n = sum(len(pt) for pt in parts)
     keep: list[np.ndarray] = []  # what the loops read by address
     table = np.zeros((len(parts), jit.P_COLUMNS), np.int64)
     buffers: list[pa.Buffer] = []
@@ -159,18 +172,44 @@ def frame(parts: Sequence[Part]) -> pl.DataFrame | None:
             perm = np.argsort(t, kind="stable").astype(np.int64)
             keep.append(perm)
             row[jit.P_PERM] = perm.ctypes.data
-    first = np.array([a for a, _ in runs], np.int64)
-    last = np.array([b for _, b in runs], np.int64)
+    return _Parts(table, np.array([a for a, _ in runs], np.int64),
+                  np.array([b for _, b in runs], np.int64), keep, buffers, buf_of_cpu)
+
+
+def addresses(parts: Sequence[Part]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each record of ``parts`` merged (the order of
+    :func:`.records.records_frame` with ``merge=True``) as its address in
+    memory (int64), its CPU (uint16) and seq (uint32); None where the
+    loops cannot merge them."""
+    jit = _jit()
+    p = _part_table(parts) if jit is not None and parts else None
+    if p is None:
+        return None
+    n = sum(len(pt) for pt in parts)
+    addr, cpu, seq = np.empty(n, np.int64), np.empty(n, np.uint16), np.empty(n, np.uint32)
+    jit.addresses(p.table, _layout(), p.first, p.last, *p.heads(), n, addr, cpu, seq)
+    return addr, cpu, seq
+
+
+def frame(parts: Sequence[Part]) -> pl.DataFrame | None:
+    """The whole records table (schema.RECORDS) of ``parts`` merged, as
+    :func:`.records.records_frame` makes it with ``merge=True``; None where
+    the loops cannot make it (numba missing, see :func:`_part_table`): use
+    that then."""
+    jit = _jit()
+    p = _part_table(parts) if jit is not None and parts else None
+    if p is None:
+        return None
+    n = sum(len(pt) for pt in parts)
     cols = _columns(n)
     lay = _layout()
     bounds = [n * i // THREADS for i in range(THREADS + 1)]
 
     def work(i: int) -> None:
-        part, pos = first.copy(), np.zeros(len(runs), np.int64)
-        time = np.zeros(len(runs), np.uint64)
+        part, pos, time = p.heads()
         if bounds[i]:
-            jit.advance(table, lay, first, last, bounds[i], part, pos, time)
-        jit.build(table, lay, first, last, part, pos, time, bounds[i], bounds[i + 1],
+            jit.advance(p.table, lay, p.first, p.last, bounds[i], part, pos, time)
+        jit.build(p.table, lay, p.first, p.last, part, pos, time, bounds[i], bounds[i + 1],
                   *cols.values())
 
     threads = [threading.Thread(target=work, args=(i,), name=f"ktrace-records-{i}")
@@ -180,8 +219,7 @@ def frame(parts: Sequence[Part]) -> pl.DataFrame | None:
     work(0)
     for th in threads:
         th.join()
-    del keep
-    return _assemble(cols, buffers, buf_of_cpu)
+    return _assemble(cols, p.buffers, p.buf_of_cpu)
 
 
 #: The arrays ``build`` writes, in its order.

@@ -128,3 +128,30 @@ def test_decode_takes_the_loops_for_a_big_dump(monkeypatch):
     assert_frame_equal(fast.records, whole.records)
     assert_frame_equal(fast.cs, whole.cs)
     assert fast.cpus == whole.cpus
+
+
+@pytest.mark.parametrize("sample", ["storm", "overflow"])
+def test_the_merged_addresses_follow_the_tables_order(sample):
+    """What the fused export loop walks: each merged record's address, cpu
+    and seq, in records_frame's merged order."""
+    dump = open_dump(str(SAMPLES / sample))
+    base = {src.cpu: src.data.ctypes.data for src in dump.traces}
+    batches = [_scanned(dump, 4096), *D.DumpStream(dump, batch=97, chunk=2048).parts()]
+    for parts in batches:
+        addr, cpu, seq = records_compiled.addresses(parts)
+        want = records.records_frame(parts, merge=True, columns=["cpu", "seq", "offset"])
+        assert cpu.tolist() == want["cpu"].to_list()
+        assert seq.tolist() == want["seq"].to_list()
+        assert (addr - np.array([base[c] for c in cpu.tolist()])).tolist() == \
+            want["offset"].to_list()
+
+
+def test_without_the_compiled_merge_the_fused_loop_takes_numpys(monkeypatch):
+    from ktrace_decode.pipeline import fused, streamed
+
+    parts = _scanned(open_dump(str(SAMPLES / "storm")), 1024)
+    want = fused.events_of(parts, streamed.KEPT_EVENTS, streamed.KEPT_COLUMNS)
+    monkeypatch.setattr(records_compiled, "MAX_RUNS", 0)
+    assert records_compiled.addresses(parts) is None
+    got = fused.events_of(parts, streamed.KEPT_EVENTS, streamed.KEPT_COLUMNS)
+    assert got.csv.tobytes() == want.csv.tobytes()

@@ -81,6 +81,24 @@ def advance(parts, lay, first, last, steps, part, pos, time):  # type: ignore[no
 
 
 @njit(cache=True, nogil=True, _nrt=False)
+def addresses(parts, lay, first, last, part, pos, time, n, addr, cpu, seq):  # type: ignore[no-untyped-def]
+    """The n merged rows (from the heads given) as each record's address,
+    CPU and seq: what the fused loop of a streamed export walks."""
+    for r in range(len(first)):
+        _settle(parts, lay, last, part, pos, time, r)
+    for out in range(n):
+        r = _pick(last, part, time)
+        k = part[r]
+        j = _row(parts, k, pos[r])
+        pos[r] += 1
+        _settle(parts, lay, last, part, pos, time, r)
+        addr[out] = parts[k, P_BUF] + np.int64(load8(parts[k, P_STARTS] + 8 * j))
+        cpu[out] = parts[k, P_CPU]
+        seqs = parts[k, P_SEQ]
+        seq[out] = np.int64(load4(seqs + 4 * j)) if seqs else parts[k, P_SEQ0] + j
+
+
+@njit(cache=True, nogil=True, _nrt=False)
 def build(parts, lay, first, last, part, pos, time, lo, hi,  # type: ignore[no-untyped-def]
           cpu, seq, offset, time_us, typ, ovfl, pdu_len, views, is_text, odd,
           io_chunk, io_offset, io_size, io_start, io_delay, io_lat, io_ino, io_type, io_cses,

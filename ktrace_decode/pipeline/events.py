@@ -334,11 +334,11 @@ def _event_columns() -> tuple[pl.Expr, ...]:
     )
 
 
-def record_type_counts(types: pl.Series) -> dict[str, int]:
+def record_type_counts(types: pl.Series | np.ndarray) -> dict[str, int]:
     """Records per ``record_type`` as :func:`events` names them, counted from
     the records' type numbers (no string group_by: a streamed export calls
     this for every batch)."""
-    t = types.to_numpy()
+    t = types.to_numpy() if isinstance(types, pl.Series) else types
     out = {name: int(np.count_nonzero(t == code)) for code, name in RECORD_TYPES.items()}
     out["unknown"] = len(t) - sum(out.values())
     return out

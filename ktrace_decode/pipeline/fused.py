@@ -26,7 +26,7 @@ The same pass copies the iotimes records' header and chunk-server bytes
 aside, in merged order: the streamed export builds its iotimes tables
 (15 % of a typical dump's records) from those with its usual plans, and
 its bookkeeping from the batch's headers unmerged
-(:func:`bookkeeping_records`).
+(:func:`bookkeeping_columns`).
 
 ``tests/pipeline/test_fused.py`` compares the bytes and the kept events
 with the general path's on every sample, on hypothesis-generated batches
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .. import records, schema
+from .. import records, records_compiled, schema
 from ..formats import layouts as L
 from ..formats import messages as M
 from ..iolatency import request_name
@@ -52,9 +52,6 @@ from ..scan import TIME_LIMIT
 from . import bytematch, csv_encode, jit_loops, storage
 from . import events as E
 
-#: The records columns the streamed export's bookkeeping reads (record
-#: types, drop windows, byte gaps).
-BOOKKEEPING_COLUMNS = ["cpu", "seq", "offset", "time_us", "type", "ovfl", "pdu_len"]
 #: The most bytes an events row takes besides its function and text (each
 #: at most twice its length plus two quotes): time 20 digits, cpu 5, seq 10,
 #: nodeid and fh 20, err 11, ovfl 5, the separators and line end 12.
@@ -164,12 +161,15 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
         raise RuntimeError("numba is not available")
     cat = _catalogue()
     progs = E.programs()
-    pla = records.Placement(parts, None, merge=bool(parts))
-    n = pla.n
     # Each record by its address: the loop reads it where the dump is mapped.
-    addrs = pla.column(np.int64, lambda pt: pt.starts + pt.buf.ctypes.data)
-    cpus = pla.column(np.uint16, lambda pt: np.full(len(pt), pt.cpu, np.uint16))
-    seqs = pla.column(np.uint32, Part.seqs)
+    merged = records_compiled.addresses(parts)
+    if merged is None:  # parts the compiled merge does not take: numpy's
+        pla = records.Placement(parts, None, merge=bool(parts))
+        merged = (pla.column(np.int64, lambda pt: pt.starts + pt.buf.ctypes.data),
+                  pla.column(np.uint16, lambda pt: np.full(len(pt), pt.cpu, np.uint16)),
+                  pla.column(np.uint32, Part.seqs))
+    addrs, cpus, seqs = merged
+    n = len(addrs)
     lit = np.frombuffer(csv_encode.field(source), np.uint8) if source is not None else (
         np.zeros(0, np.uint8))
     text = n_io = n_cs = 0
@@ -340,32 +340,47 @@ class IotimesRows:
         return storage.io_counts_of(self.header()["type"])
 
     def slowest(self, top: int) -> pl.DataFrame:
-        """:func:`.storage.slowest_io` of these records: built for the
-        records that can be among the ``top`` only."""
+        """:func:`.storage.slowest_io` of these records (the ``top`` largest
+        totals, ties earliest first, then in merged order), in numpy: a
+        Polars sort of the few candidates cost more than the rest."""
         io = self.header()
         start = io["start_time"]
         has = start < TIME_LIMIT
         total = np.where(has, self.time.astype(np.int64) - np.where(has, start, 0)
                          .astype(np.int64), 0)
-        rows = np.flatnonzero(has)
-        if top > 0 and len(rows) > top:
+        rows = np.flatnonzero(has) if top > 0 else np.zeros(0, np.intp)
+        if len(rows) > top:
             values = total[rows]
             cut = np.partition(values, values.size - top)[values.size - top]
             rows = rows[values >= cut]
-        elif top <= 0:
-            rows = rows[:0]
+        # lexsort is stable; its last key comes first: total descending, then time.
+        rows = rows[np.lexsort((self.time[rows], -total[rows]))][:top]
         ino = io["ino"][rows]
         nodeid = records.masked_series("nodeid", ino + np.uint64(1), ino != np.uint64(2**64 - 1))
-        frame = pl.DataFrame([
+        return pl.DataFrame([
             pl.Series("time_us", self.time[rows]), pl.Series("cpu", self.cpu[rows]), nodeid,
             pl.Series("request", [request_name(int(t)) for t in io["type"][rows]], pl.String),
             pl.Series("size", io["size"][rows]), pl.Series("total_us", total[rows]),
             pl.Series("lat_us", io["lat"][rows]),
         ])
-        return storage.slowest_io(frame, top)
 
 
-def bookkeeping_records(parts: Sequence[Part]) -> pl.DataFrame:
-    """The :data:`BOOKKEEPING_COLUMNS` of ``parts``, not merged (in part order):
-    what is counted and kept from them does not depend on the row order."""
-    return records.records_frame(parts, columns=BOOKKEEPING_COLUMNS)
+def bookkeeping_columns(parts: Sequence[Part]) -> dict[str, np.ndarray]:
+    """The columns of ``parts`` the streamed export's bookkeeping reads
+    (record types, drop windows, byte gaps), not merged: in part order,
+    which is CPU by CPU in seq order, and what is counted and kept from
+    them does not depend on the row order."""
+    heads = [pt.header() for pt in parts]
+
+    def cat(values: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(values).astype(dtype, copy=False) if values else np.zeros(0, dtype)
+
+    return {
+        "cpu": cat([np.full(len(pt), pt.cpu, np.uint16) for pt in parts], np.uint16),
+        "seq": cat([pt.seqs() for pt in parts], np.uint32),
+        "offset": cat([pt.starts for pt in parts], np.uint64),
+        "time_us": cat([h["time"] for h in heads], np.uint64),
+        "type": cat([h["type"] for h in heads], np.uint16),
+        "ovfl": cat([h["ovfl"] for h in heads], np.uint16),
+        "pdu_len": cat([h["pdu_len"] for h in heads], np.uint16),
+    }

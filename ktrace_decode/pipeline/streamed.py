@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -183,62 +183,80 @@ class TableWriter:
             self._parquet.close()
 
 
-def _cpu_order(batch: pl.DataFrame) -> np.ndarray:
-    """Row positions of ``batch`` by CPU, stable (both edge tables start from it)."""
-    return np.argsort(batch["cpu"].to_numpy(), kind="stable")
+#: A batch's records as numpy columns (what the edge tables read of them).
+Columns = Mapping[str, np.ndarray]
 
 
-def _per_cpu(batch: pl.DataFrame, key: str, by_cpu: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row positions of ``batch`` sorted by (cpu, ``key``), and the cpu and
-    ``key`` columns in that order (``by_cpu``: :func:`_cpu_order`, if known).
+def _columns_of(batch: pl.DataFrame | Columns) -> Columns:
+    if isinstance(batch, pl.DataFrame):
+        return {c: batch[c].to_numpy() for c in ("cpu", "seq", "offset", "time_us", "ovfl",
+                                                 "pdu_len")}
+    return batch
+
+
+def _cpu_order(cpu: np.ndarray) -> np.ndarray | None:
+    """Row positions by CPU, stable (both edge tables start from it); None
+    when the rows are in CPU order already (the parts of a fused batch)."""
+    if len(cpu) < 2 or not bool((cpu[1:] < cpu[:-1]).any()):
+        return None
+    return np.argsort(cpu, kind="stable")
+
+
+def _per_cpu(cols: Columns, key: str) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Row positions of the rows sorted by (cpu, ``key``) (None: as they
+    are), and the cpu and ``key`` columns in that order.
 
     A batch is in merged time order, so within a CPU it is almost always in
     seq and offset order already: one stable sort on the CPU number, then
     ``key`` only checked (and sorted only where it is not).
     """
-    cpu = batch["cpu"].to_numpy()
-    k = batch[key].to_numpy()
-    order = _cpu_order(batch) if by_cpu is None else by_cpu
-    ks, cs = k[order], cpu[order]
+    cpu, k = cols["cpu"], cols[key]
+    order = _cpu_order(cpu)
+    ks, cs = (k, cpu) if order is None else (k[order], cpu[order])
     if np.any((ks[1:] < ks[:-1]) & (cs[1:] == cs[:-1])):
         order = np.lexsort((k, cpu))
         ks, cs = k[order], cpu[order]
     return order, cs, ks
 
 
-def _keep(batch: pl.DataFrame, order: np.ndarray, keep: np.ndarray,
+def _keep(cols: Columns, order: np.ndarray | None, keep: np.ndarray,
           columns: tuple[str, ...]) -> pl.DataFrame:
-    return batch.select(columns)[order[keep]]
+    rows = np.flatnonzero(keep) if order is None else order[keep]
+    return pl.DataFrame({c: cols[c][rows] for c in columns},
+                        schema={c: schema.RECORDS[c] for c in columns})
 
 
-def _seq_edges(batch: pl.DataFrame, by_cpu: np.ndarray | None = None) -> pl.DataFrame:
+def _seq_edges(batch: pl.DataFrame | Columns) -> pl.DataFrame:
     """The rows drop windows need: every record with ovfl > 0 and every record
     whose successor on its CPU (by seq) is not the next one in this batch or
     has ovfl > 0.  Whatever batch the predecessor of a drop lands in, it is
     kept, so :func:`decode.drop_windows` of the kept rows is exact."""
-    order, cpu, seq = _per_cpu(batch, "seq", by_cpu)
+    cols = _columns_of(batch)
+    order, cpu, seq = _per_cpu(cols, "seq")
     seq = seq.astype(np.int64)
-    drop = batch["ovfl"].to_numpy()[order] > 0
+    ovfl = cols["ovfl"]
+    drop = (ovfl if order is None else ovfl[order]) > 0
     keep = drop.copy()
     # The last row of each CPU run, or one whose next row breaks the seq chain or is a drop.
     keep[:-1] |= (cpu[1:] != cpu[:-1]) | (seq[1:] != seq[:-1] + 1) | drop[1:]
     keep[-1:] = True
-    return _keep(batch, order, keep, ("cpu", "seq", "time_us", "ovfl"))
+    return _keep(cols, order, keep, ("cpu", "seq", "time_us", "ovfl"))
 
 
-def _offset_edges(batch: pl.DataFrame, by_cpu: np.ndarray | None = None) -> pl.DataFrame:
+def _offset_edges(batch: pl.DataFrame | Columns) -> pl.DataFrame:
     """The rows :func:`tables.loss` needs: records with a byte gap (or the batch's
     end) right before or after them on their CPU.  A skipped range lies in
     such a gap, so its neighbours are always kept."""
-    order, cpu, off = _per_cpu(batch, "offset", by_cpu)
-    end = off + (L.HEADER_SIZE + batch["pdu_len"].to_numpy()[order].astype(np.uint64))
+    cols = _columns_of(batch)
+    order, cpu, off = _per_cpu(cols, "offset")
+    pdu = cols["pdu_len"]
+    end = off + (L.HEADER_SIZE + (pdu if order is None else pdu[order]).astype(np.uint64))
     brk = (cpu[1:] != cpu[:-1]) | (off[1:] != end[:-1])  # between row i and i + 1
-    keep = np.ones(len(order), bool)
-    if len(order) > 1:
+    keep = np.ones(len(cpu), bool)
+    if len(cpu) > 1:
         keep[1:-1] = brk[1:] | brk[:-1]
         keep[0], keep[-1] = True, True
-    return _keep(batch, order, keep, ("cpu", "offset", "pdu_len", "time_us"))
+    return _keep(cols, order, keep, ("cpu", "offset", "pdu_len", "time_us"))
 
 
 @dataclass
@@ -466,7 +484,7 @@ class StreamExport:
                                             len(io.cs_rec))}
         return self._tables(got.kept, len(io), io.request_counts(),
                             io.slowest(self.sel.top), io.entries(), files,
-                            fused.bookkeeping_records(parts))
+                            fused.bookkeeping_columns(parts))
 
     def _general(self, path: str, batch: pl.DataFrame, cs: pl.DataFrame) -> _BatchTables:
         """:meth:`_batch` from the batch's records table."""
@@ -497,14 +515,15 @@ class StreamExport:
     @staticmethod
     def _tables(kept_ev: pl.DataFrame, n_iotimes: int, io_counts: dict[str, int],
                 slowest: pl.DataFrame, entries: pl.DataFrame,
-                files: dict[str, pl.DataFrame | CsvBytes], batch: pl.DataFrame) -> _BatchTables:
+                files: dict[str, pl.DataFrame | CsvBytes],
+                batch: pl.DataFrame | Columns) -> _BatchTables:
         """One batch's :class:`_BatchTables`; its record counts and edge rows
-        from ``batch`` (its records, the bookkeeping columns at least, in any
-        row order)."""
-        by_cpu = _cpu_order(batch)
+        from ``batch`` (its records, the bookkeeping columns and ``type`` at
+        least, in any row order)."""
+        cols = _columns_of(batch)
+        types = batch["type"].to_numpy() if isinstance(batch, pl.DataFrame) else batch["type"]
         return _BatchTables(kept_ev, n_iotimes, io_counts, slowest, entries, files,
-                            record_type_counts(batch["type"]),
-                            _seq_edges(batch, by_cpu), _offset_edges(batch, by_cpu))
+                            record_type_counts(types), _seq_edges(cols), _offset_edges(cols))
 
     def _store(self, path: str, done: Future[_BatchTables], kept: _Kept) -> None:
         """Write one batch's tables and keep what the end tables need."""
