@@ -116,13 +116,13 @@ def test_too_many_runs_is_left_to_numpy(monkeypatch):
 
 
 def test_decode_takes_the_loops_for_a_big_dump(monkeypatch):
-    """decode() of a dump of COMPILED_BYTES or more: the same Decoded."""
+    """decode() of a dump of COMPILED_TABLE_BYTES or more: the same Decoded."""
     path = str(SAMPLES / "overflow")
     whole = D.decode(path)
     calls: list[int] = []
     frame = records_compiled.frame
     monkeypatch.setattr(records_compiled, "frame", lambda p: calls.append(1) or frame(p))
-    monkeypatch.setattr(D, "COMPILED_BYTES", 0)
+    monkeypatch.setattr(D, "COMPILED_TABLE_BYTES", 0)
     fast = D.decode(path)
     assert calls == [1]
     assert_frame_equal(fast.records, whole.records)

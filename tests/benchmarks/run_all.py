@@ -23,9 +23,6 @@ shown next to them.  Commands:
   decode       ktrace decode DUMP > /dev/null
   table        python -c 'ktrace_decode.decode.decode(DUMP)'   (decode to the records table)
   export       ktrace export DUMP --out DIR                (skipped if the command is missing)
-  export-floor tests/benchmarks/export_floor.py DUMP --out DIR
-               (the export with message classification made free: a lower
-               bound, printed for information next to the export/table check)
 
 DIR is removed before each export, outside the timed run: replacing the
 previous round's 1.8 GB of files (--force) would add the kernel's work of
@@ -203,9 +200,6 @@ def main(argv: list[str] | None = None) -> int:
             out = scratch / f"export-{d.name}"
             cmds.append(Cmd(f"export {d.name}", d, [*KTRACE, "export", str(d.path), "--out",
                                                     str(out)], fresh=out))
-        out = scratch / f"export-floor-{big.name}"
-        cmds.append(Cmd(f"export-floor {big.name}", big, [
-            PY, str(HERE / "export_floor.py"), str(big.path), "--out", str(out)], fresh=out))
     else:
         notes.append("`ktrace export` does not exist yet: export rows and ratios are skipped")
 
@@ -267,17 +261,10 @@ def checks(by: dict[str, Cmd], big: Dump, small: Dump, garbage: Dump, same: Dump
     v = exp.wall / tab.wall if exp else None
     add("export time / decode-to-table time", v, "<= 2x", v is not None and v <= 2,
         best=exp.best / tab.best if exp else None)
-    floor = by.get(f"export-floor {big.name}")
-    v = floor.wall / tab.wall if floor else None
-    add("export with classification free (lower bound) / decode-to-table time", v, "(info)",
-        True, best=floor.best / tab.best if floor else None)
     nt = by["naive-table"]
     v = exp.rate / nt.rate if exp else None
     add("export vs naive loop to a table (records/s)", v, ">= 8x", v is not None and v >= 8,
         best=(exp.dump.records / exp.best) / (nt.dump.records / nt.best) if exp else None)
-    v = floor.rate / nt.rate if floor else None
-    add("export with classification free (lower bound) vs naive loop", v, "(info)", True,
-        best=(floor.dump.records / floor.best) / (nt.dump.records / nt.best) if floor else None)
     v = dec.rate / by["naive-text"].rate
     add("ktrace decode vs naive loop to text (records/s)", v, "(info)", True)
     v = tab.rate / nt.rate
