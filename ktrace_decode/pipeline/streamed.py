@@ -542,21 +542,22 @@ class StreamExport:
         ev = _stack(kept.events)
         windows = D.drop_windows(_stack(kept.seq_edges))
         # The cs percentiles (numpy) beside the episodes (a compiled loop
-        # that releases the GIL): 0.1 s less of the serial end.  Both are
-        # light on memory now; the export's peak stays in the stream.
+        # that releases the GIL), the nodes, loss and the summary: the end
+        # takes about the longer of the two.  Both are light on memory now;
+        # the export's peak stays in the stream.
         with ThreadPoolExecutor(1, thread_name_prefix="ktrace-cs") as side:
             cs_done = side.submit(tables.cs_latency_of, _stack(kept.entries))
             del kept.entries[:]
             inv = _episodes(ev, windows)
+            nodes, loss = pl.collect_all([
+                tables.nodes(inv.lazy()),
+                tables.loss(_stack(kept.offset_edges).lazy(), windows.lazy(),
+                            decoded.skips_frame().lazy(),
+                            decoded.files_frame().lazy()),
+            ])
+            summary = summarize(decoded, ev, inv, self.sel, dict(kept.kinds))
             cs = cs_done.result()
-        nodes, loss = pl.collect_all([
-            tables.nodes(inv.lazy()),
-            tables.loss(_stack(kept.offset_edges).lazy(), windows.lazy(),
-                        decoded.skips_frame().lazy(),
-                        decoded.files_frame().lazy()),
-        ])
         self._write(path, {"invalidations": inv, "nodes": nodes, "cs": cs, "loss": loss})
-        summary = summarize(decoded, ev, inv, self.sel, dict(kept.kinds))
         summary["io"] = storage.io_section(cs, kept.n_iotimes, _stack(kept.slowest),
                                            self.sel.top)
         summary["metrics"] = storage.metrics_section(decoded, dict(kept.io_counts))
