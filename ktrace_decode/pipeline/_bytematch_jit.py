@@ -18,7 +18,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._jit_memory import bytes_at, copy4, copy8, copy_bytes, find_pair16, int32_at, same_bytes
+from ._jit_memory import (
+    bytes_at,
+    copy4,
+    copy8,
+    copy_bytes,
+    count_trailing_zeros,
+    find_pair16,
+    int32_at,
+    load8,
+    same_bytes,
+)
 from .bytematch import HEXL, HEXU, INT, LIT, MAX_DIGITS, PTR, STR, UINT
 
 #: The sources this loop is compiled from besides this file, and a hash of
@@ -26,7 +36,7 @@ from .bytematch import HEXL, HEXU, INT, LIT, MAX_DIGITS, PTR, STR, UINT
 #: this file's content, so an edit there must change this hash, or a stale
 #: loop would be loaded; tests/pipeline/test_jit_sources.py fails until it does.
 BUILT_FROM = ('_jit_memory.py', 'bytematch.py')
-BUILT_FROM_SHA256 = "1ef3a07887c55587"
+BUILT_FROM_SHA256 = "cf22a71380bee4e4"
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -119,6 +129,31 @@ def take_fields(m, spans, ops, adjust, lo, hi, tmp, values, present, i):  # type
                 present[slot, i] = True
 
 
+_ZEROS = np.uint64(0x3030303030303030)
+_TENS = np.uint64(0x7676767676767676)  # 0x80 - 10 in every byte
+_HIGHS = np.uint64(0x8080808080808080)
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def digit_run(base, p, end):  # type: ignore[no-untyped-def]
+    """The end of the run of ASCII digits at offset ``p`` of the text at
+    ``base`` (``end`` at most): eight bytes at a time where they are all
+    inside the text.  Per byte of ``w ^ "00000000"``, a digit is below 10:
+    adding 0x76 leaves its top bit clear, and a byte with its top bit set
+    already is flagged by the OR; a carry only ever runs into later bytes,
+    so the first flagged byte is the first non-digit."""
+    while p + 8 <= end:
+        x = load8(base + p) ^ _ZEROS
+        flags = ((x + _TENS) | x) & _HIGHS
+        if flags:
+            return p + (count_trailing_zeros(flags) >> 3)
+        p += 8
+    data = bytes_at(base)
+    while p < end and 48 <= data[p] <= 57:
+        p += 1
+    return p
+
+
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _run(base, pos, end, ops, st, stop, pool, tmp):  # type: ignore[no-untyped-def]
     """Does the program ops[st:stop] match the text at address ``base``,
@@ -149,17 +184,16 @@ def _run(base, pos, end, ops, st, stop, pool, tmp):  # type: ignore[no-untyped-d
                     neg = True
                     p += 1
                 digits = p
-                v = 0
-                while p < end and 48 <= data[p] <= 57:
-                    if p - digits < MAX_DIGITS:
-                        v = v * 10 + (np.int64(data[p]) - 48)
-                    p += 1
+                p = digit_run(base, p, end)
                 slot = ops[st, 3]
                 if p == digits:
                     fail = True
                 elif slot >= 0:
                     if p - digits > MAX_DIGITS:
                         return 2  # an overflow is for Polars' cast to decide
+                    v = 0
+                    for q in range(digits, p):
+                        v = v * 10 + (np.int64(data[q]) - 48)
                     tmp[slot] = -v if neg else v
                 pos = p
             elif op == PTR and pos < end and data[pos] == 40:  # '(': (null) or (ptrval)

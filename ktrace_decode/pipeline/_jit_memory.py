@@ -154,3 +154,12 @@ def find_pair16(typingctx, addr, first, second):  # type: ignore[no-untyped-def]
         return builder.zext(index, ir.IntType(64))
 
     return types.int64(types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def count_trailing_zeros(typingctx, v):  # type: ignore[no-untyped-def]
+    """Trailing zero bits of a uint64 (64 for 0): one instruction."""
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return types.int64(types.uint64), codegen
