@@ -159,7 +159,7 @@ def exposition(m: Metrics, labels: dict[str, str] | None = None) -> str:
     with a comment saying so: as in ``analyze``, its count is unknown, and so
     is everything derived from its buckets.  A sum past a u64 (the oldest
     layout) leaves out the sum only."""
-    base = "".join(f',{k}="{v}"' for k, v in (labels or {}).items())
+    base = "".join(f',{k}="{_label_value(v)}"' for k, v in (labels or {}).items())
     out = ["# HELP fuse_kio_latency_seconds Latency of fuse kio operations (kernel histogram).",
            "# TYPE fuse_kio_latency_seconds histogram"]
     for o in m.ops:
@@ -188,6 +188,12 @@ def exposition(m: Metrics, labels: dict[str, str] | None = None) -> str:
                 "# TYPE fuse_kio_value_total counter"]
         out += [f'fuse_kio_value_total{{op="{k}"{base}}} {v[1]}' for k, v in m.counters.items()]
     return "\n".join(out) + "\n"
+
+
+def _label_value(value: str) -> str:
+    """A label value as the exposition format writes it: backslash, double
+    quote and line feed escaped (a dump's path may hold any of them)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _fmt_seconds(us: int) -> str:

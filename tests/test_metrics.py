@@ -192,3 +192,13 @@ def test_export_of_a_damaged_metrics_file(damaged_dump, tmp_path, capsys, fmt):
     if fmt == "prometheus":
         text = (tmp_path / "o" / "metrics.prom").read_text()
         assert "fuse_kio_latency_seconds_count" not in text and text.count(" left out: ") == 10
+
+
+def test_a_label_value_is_escaped_as_the_format_wants():
+    """A dump's path holding a backslash, a quote or a newline gives a valid
+    label (exposition format 0.0.4), not a broken line."""
+    text = exposition(parse_metrics(build_metrics(_metrics("v3-4032"))),
+                      {"source": 'dumps\\a "b"\nc'})
+    line = next(x for x in text.splitlines() if x.startswith("fuse_kio_latency_seconds_count"))
+    assert 'source="dumps\\\\a \\"b\\"\\nc"}' in line
+    assert all(x.startswith(("#", "fuse_kio_")) for x in text.splitlines())
