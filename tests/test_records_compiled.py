@@ -155,3 +155,26 @@ def test_without_the_compiled_merge_the_fused_loop_takes_numpys(monkeypatch):
     assert records_compiled.addresses(parts) is None
     got = fused.events_of(parts, streamed.KEPT_EVENTS, streamed.KEPT_COLUMNS)
     assert got.csv.tobytes() == want.csv.tobytes()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_the_construct_slow_path_agrees_field_for_field(data):
+    """One CPU, scanned with the compiled walk, written by the compiled
+    loops: the construct decoder's table (slowpath.py, in file order, the
+    merged table put back in seq order), damage and all."""
+    import sys
+
+    from ktrace_decode import slowpath
+
+    sys.path.insert(0, str(Path(__file__).parent / "robustness"))
+    from rb_damage import damaged_dumps
+
+    d, _ = data.draw(damaged_dumps())
+    raw = bytes(d.data)
+    parts = _scanned(_dump(raw), 512, walk=True)
+    slow, _, _ = slowpath.decode_bytes(raw)
+    if not parts:
+        assert slow.height == 0
+        return
+    assert_frame_equal(records_compiled.frame(parts).sort("seq"), slow)
