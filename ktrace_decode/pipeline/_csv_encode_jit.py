@@ -46,29 +46,32 @@ _PAIRS = np.frombuffer(b"".join(b"%02d" % k for k in range(100)), np.uint8).copy
 _COMMA, _LF, _CR, _QUOTE = 44, 10, 13, 34
 
 
-# --- does a string need quotes? -----------------------------------------------
-# Flags: 1 if it holds a comma, LF or CR (quoted), 2 if a quote (quoted, the
-# quotes doubled).  Strings of 16 bytes and more are read 16 bytes at a time
-# as a vector, shorter ones as one or two words.
+# --- what a string holds -------------------------------------------------------
+# Bits: 1 a comma, LF or CR (the CSV field is quoted), 2 a quote (quoted, the
+# quotes doubled), 4 a NUL, 8 a byte >= 0x80 (the fused loop's tests of a
+# text: :mod:`._fused_jit`).  Strings of 16 bytes and more are read 16
+# bytes at a time as a vector, shorter ones as one or two words.
 
 @intrinsic
-def _flags16(typingctx, addr):  # type: ignore[no-untyped-def]
-    """The flags of the 16 bytes at ``addr``: one vector load, four compares."""
+def _bits16(typingctx, addr):  # type: ignore[no-untyped-def]
+    """The bits of the 16 bytes at ``addr``: one vector load, six compares."""
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         vt = ir.VectorType(ir.IntType(8), 16)
         v = builder.load(builder.inttoptr(args[0], vt.as_pointer()), align=1)
+        i64 = ir.IntType(64)
 
-        def anywhere(mask):  # type: ignore[no-untyped-def]
-            bits = builder.bitcast(mask, ir.IntType(16))
-            found = builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(16), 0))
-            return builder.zext(found, ir.IntType(64))
+        def anywhere(mask, bit: int):  # type: ignore[no-untyped-def]
+            found = builder.icmp_unsigned("!=", builder.bitcast(mask, ir.IntType(16)),
+                                          ir.Constant(ir.IntType(16), 0))
+            return builder.shl(builder.zext(found, i64), ir.Constant(i64, bit))
 
         def eq(c: int):  # type: ignore[no-untyped-def]
             return builder.icmp_unsigned("==", v, ir.Constant(vt, [c] * 16))
 
-        special = anywhere(builder.or_(builder.or_(eq(_COMMA), eq(_LF)), eq(_CR)))
-        quote = anywhere(eq(_QUOTE))
-        return builder.or_(special, builder.shl(quote, ir.Constant(ir.IntType(64), 1)))
+        special = builder.or_(builder.or_(eq(_COMMA), eq(_LF)), eq(_CR))
+        high = builder.icmp_signed("<", v, ir.Constant(vt, [0] * 16))
+        out = builder.or_(anywhere(special, 0), anywhere(eq(_QUOTE), 1))
+        return builder.or_(out, builder.or_(anywhere(eq(0), 2), anywhere(high, 3)))
 
     return types.int64(types.int64), codegen
 
@@ -87,33 +90,38 @@ def _zero_byte(w):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _word_flags(w):  # type: ignore[no-untyped-def]
+def _word_bits(w):  # type: ignore[no-untyped-def]
     special = _zero_byte(w ^ _W_COMMA) | _zero_byte(w ^ _W_LF) | _zero_byte(w ^ _W_CR)
-    return (1 if special else 0) | (2 if _zero_byte(w ^ _W_QUOTE) else 0)
+    return ((1 if special else 0) | (2 if _zero_byte(w ^ _W_QUOTE) else 0)
+            | (4 if _zero_byte(w) else 0) | (8 if w & _HIGH else 0))
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _flags(src, n):  # type: ignore[no-untyped-def]
-    """The flags of the n bytes at ``src``.  Chunks overlap rather than read
-    past the end; a 4-byte word is zero-extended, and a zero byte matches
-    none of the four."""
+def string_bits(src, n):  # type: ignore[no-untyped-def]
+    """The bits of the n bytes at ``src``, read only inside them (16-byte
+    chunks and 8-byte words overlap at the end rather than read past it)."""
     if n >= 16:
         f = 0
         j = 0
         while j + 16 < n:
-            f |= _flags16(src + j)
+            f |= _bits16(src + j)
             j += 16
-        return f | _flags16(src + n - 16)
+        return f | _bits16(src + n - 16)
     if n >= 8:
-        return _word_flags(load8(src)) | _word_flags(load8(src + n - 8))
-    if n >= 4:
-        return _word_flags(load4(src)) | _word_flags(load4(src + n - 4))
+        return _word_bits(load8(src)) | _word_bits(load8(src + n - 8))
     s = bytes_at(src)
     f = 0
     for j in range(n):
         c = s[j]
-        f |= (1 if c in (_COMMA, _LF, _CR) else 0) | (2 if c == _QUOTE else 0)
+        f |= ((1 if c in (_COMMA, _LF, _CR) else 0) | (2 if c == _QUOTE else 0)
+              | (4 if c == 0 else 0) | (8 if c >= 0x80 else 0))
     return f
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _flags(src, n):  # type: ignore[no-untyped-def]
+    """What makes the n bytes at ``src`` need quotes (:func:`put_flagged`)."""
+    return string_bits(src, n) & 3
 
 
 # --- integers ---------------------------------------------------------------------
@@ -239,6 +247,24 @@ def put_int(out, p, v):  # type: ignore[no-untyped-def]
         # -(v + 1) + 1: the magnitude, also of the most negative int64
         return _put_uint(out, p + 1, np.uint64(-(v + 1)) + np.uint64(1))
     return _put_uint(out, p, np.uint64(v))
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def put_key(out, out_addr, p, lit, time, cpu, seq):  # type: ignore[no-untyped-def]
+    """A row's start in the record-sized tables: the constant first field
+    ``lit`` (none if empty), then time_us, cpu and seq, each with its comma."""
+    n_lit = len(lit)
+    if n_lit:
+        copy_bytes(out_addr + p, lit.ctypes.data, n_lit)
+        out[p + n_lit] = _COMMA
+        p += n_lit + 1
+    p = _put_uint(out, p, np.uint64(time))
+    out[p] = _COMMA
+    p = _put_uint(out, p + 1, np.uint64(cpu))
+    out[p] = _COMMA
+    p = _put_uint(out, p + 1, np.uint64(seq))
+    out[p] = _COMMA
+    return p + 1
 
 
 # --- the rows ------------------------------------------------------------------------

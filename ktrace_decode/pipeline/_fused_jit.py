@@ -17,12 +17,11 @@ What a record's text is, and whether a batch can be written this way, is
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 from ._bytematch_jit import classify_text, take_fields
-from ._csv_encode_jit import _put_uint, put_flagged, put_int
+from ._csv_encode_jit import _put_uint, put_flagged, put_int, put_key
+from ._csv_encode_jit import string_bits as text_bits
 from ._jit_memory import bytes_at, copy_bytes, load2, load4, load8
 
 #: The sources this loop is compiled from besides this file, and a hash of
@@ -30,7 +29,7 @@ from ._jit_memory import bytes_at, copy_bytes, load2, load4, load8
 #: this file's content, so an edit there must change this hash, or a stale
 #: loop would be loaded; tests/pipeline/test_jit_sources.py fails until it does.
 BUILT_FROM = ('_bytematch_jit.py', '_csv_encode_jit.py', '_jit_memory.py')
-BUILT_FROM_SHA256 = "27b8286073ef1d69"
+BUILT_FROM_SHA256 = "55f72b3daa53b20f"
 
 #: Why a batch cannot be written by the loop (``res[FAIL]``); :mod:`.fused`
 #: then takes the general path for the whole batch.
@@ -51,74 +50,9 @@ _U64_MAX = np.uint64(2**64 - 1)
 
 
 # --- what a text holds -----------------------------------------------------------
-# Bits: 1 a comma, LF or CR (the CSV field is quoted), 2 a quote (quoted, the
-# quotes doubled), 4 a NUL (the text is not whole: the general path cuts it),
-# 8 a byte >= 0x80 (the UTF-8 is validated).
-
-@intrinsic
-def _tflags16(typingctx, addr):  # type: ignore[no-untyped-def]
-    """The bits of the 16 bytes at ``addr``: one vector load, six compares."""
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        vt = ir.VectorType(ir.IntType(8), 16)
-        v = builder.load(builder.inttoptr(args[0], vt.as_pointer()), align=1)
-        i64 = ir.IntType(64)
-
-        def anywhere(mask, bit: int):  # type: ignore[no-untyped-def]
-            found = builder.icmp_unsigned("!=", builder.bitcast(mask, ir.IntType(16)),
-                                          ir.Constant(ir.IntType(16), 0))
-            return builder.shl(builder.zext(found, i64), ir.Constant(i64, bit))
-
-        def eq(c: int):  # type: ignore[no-untyped-def]
-            return builder.icmp_unsigned("==", v, ir.Constant(vt, [c] * 16))
-
-        special = builder.or_(builder.or_(eq(_COMMA), eq(_LF)), eq(_CR))
-        high = builder.icmp_signed("<", v, ir.Constant(vt, [0] * 16))
-        out = builder.or_(anywhere(special, 0), anywhere(eq(_QUOTE), 1))
-        return builder.or_(out, builder.or_(anywhere(eq(0), 2), anywhere(high, 3)))
-
-    return types.int64(types.int64), codegen
-
-
-_ONES = np.uint64(0x0101010101010101)
-_HIGH = np.uint64(0x8080808080808080)
-_W_COMMA, _W_LF, _W_CR, _W_QUOTE = (np.uint64(c * 0x0101010101010101)
-                                    for c in (_COMMA, _LF, _CR, _QUOTE))
-
-
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _zero_byte(w):  # type: ignore[no-untyped-def]
-    """Non-zero iff a byte of ``w`` is 0 (exact as a truth value)."""
-    return (w - _ONES) & ~w & _HIGH
-
-
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _word_bits(w):  # type: ignore[no-untyped-def]
-    special = _zero_byte(w ^ _W_COMMA) | _zero_byte(w ^ _W_LF) | _zero_byte(w ^ _W_CR)
-    return ((1 if special else 0) | (2 if _zero_byte(w ^ _W_QUOTE) else 0)
-            | (4 if _zero_byte(w) else 0) | (8 if w & _HIGH else 0))
-
-
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
-def text_bits(src, n):  # type: ignore[no-untyped-def]
-    """The bits of the n bytes at ``src``, read only inside them (16-byte
-    chunks and 8-byte words overlap at the end rather than read past it)."""
-    if n >= 16:
-        f = 0
-        j = 0
-        while j + 16 < n:
-            f |= _tflags16(src + j)
-            j += 16
-        return f | _tflags16(src + n - 16)
-    if n >= 8:
-        return _word_bits(load8(src)) | _word_bits(load8(src + n - 8))
-    s = bytes_at(src)
-    f = 0
-    for j in range(n):
-        c = s[j]
-        f |= ((1 if c in (_COMMA, _LF, _CR) else 0) | (2 if c == _QUOTE else 0)
-              | (4 if c == 0 else 0) | (8 if c >= 0x80 else 0))
-    return f
-
+# text_bits (_csv_encode_jit.string_bits): 1 a comma, LF or CR, 2 a quote (the
+# CSV field is quoted), 4 a NUL (the text is not whole: the general path cuts
+# it), 8 a byte >= 0x80 (the UTF-8 is validated).
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def utf8_ok(src, n):  # type: ignore[no-untyped-def]
@@ -189,8 +123,6 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
     write = out_addr != 0
     n_cat = funcs.shape[0]
     names_base = name_pool.ctypes.data
-    lit_base = lit.ctypes.data
-    n_lit = len(lit)
     n_slots = tmp.shape[0]
     res[FAIL] = OK
     p = 0
@@ -273,18 +205,8 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
         if p + row_fixed + 4 * ln > out_cap:
             res[FAIL], res[FAILED_ROW] = NO_ROOM, i  # the caller's bound is wrong
             break
-        if n_lit:
-            copy_bytes(out_addr + p, lit_base, n_lit)
-            out[p + n_lit] = _COMMA
-            p += n_lit + 1
         # time_us, cpu, seq, record_type, event
-        p = _put_uint(out, p, load8(a + hdr[H_TIME]))
-        out[p] = _COMMA
-        p = _put_uint(out, p + 1, np.uint64(cpus[i]))
-        out[p] = _COMMA
-        p = _put_uint(out, p + 1, np.uint64(seqs[i]))
-        out[p] = _COMMA
-        p += 1
+        p = put_key(out, out_addr, p, lit, load8(a + hdr[H_TIME]), cpus[i], seqs[i])
         copy_bytes(out_addr + p, names_base + names[kind, 0], names[kind, 1])
         p += names[kind, 1]
         out[p] = _COMMA
@@ -379,19 +301,13 @@ def iotimes_rows(n, raw, time, cpu, seq, pdu, io, req_codes, req_pool, req_at,  
     out = bytes_at(out_addr)
     base = raw.ctypes.data
     size = io[IO_HEADER]
-    lit_base = lit.ctypes.data
     n_lit = len(lit)
     p = 0
     for i in range(n):
         if p + n_lit + 400 > out_cap:  # 17 fields of at most 21 bytes, a name
             return -1
         a = base + i * size
-        if n_lit:
-            copy_bytes(out_addr + p, lit_base, n_lit)
-            p = _sep(out, p + n_lit, _COMMA)
-        p = _sep(out, _put_uint(out, p, time[i]), _COMMA)
-        p = _sep(out, _put_uint(out, p, np.uint64(cpu[i])), _COMMA)
-        p = _sep(out, _put_uint(out, p, np.uint64(seq[i])), _COMMA)
+        p = put_key(out, out_addr, p, lit, time[i], cpu[i], seq[i])
         ino = load8(a + io[IO_INO])
         p = _sep(out, _put_nodeid(out, p, ino), _COMMA)
         p = _sep(out, _put_uint(out, p, ino), _COMMA)
@@ -432,7 +348,6 @@ def entry_rows(n, raw, rec, idx, io_raw, time, cpu, seq, io,  # type: ignore[no-
     base = raw.ctypes.data
     io_base = io_raw.ctypes.data
     size = io[CS_SIZE]
-    lit_base = lit.ctypes.data
     n_lit = len(lit)
     mask = np.uint64(io[MISC_TIME])
     p = 0
@@ -441,12 +356,7 @@ def entry_rows(n, raw, rec, idx, io_raw, time, cpu, seq, io,  # type: ignore[no-
             return -1
         a = base + e * size
         r = rec[e]
-        if n_lit:
-            copy_bytes(out_addr + p, lit_base, n_lit)
-            p = _sep(out, p + n_lit, _COMMA)
-        p = _sep(out, _put_uint(out, p, time[r]), _COMMA)
-        p = _sep(out, _put_uint(out, p, np.uint64(cpu[r])), _COMMA)
-        p = _sep(out, _put_uint(out, p, np.uint64(seq[r])), _COMMA)
+        p = put_key(out, out_addr, p, lit, time[r], cpu[r], seq[r])
         ino = load8(io_base + r * io[IO_HEADER] + io[IO_INO])
         p = _sep(out, _put_nodeid(out, p, ino), _COMMA)
         p = _sep(out, _put_uint(out, p, np.uint64(idx[e])), _COMMA)
