@@ -70,8 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _compiling() -> None:
+    """Said once, on a terminal, when numba compiles a loop instead of
+    loading it from its cache (the first big run after an install)."""
+    if sys.stderr.isatty():
+        sys.stderr.write("ktrace: note: compiling the fast loops for this machine "
+                         "(once after an install; ~20 s)\n")
+        sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     allocators.apply()  # before anything imports Polars (see the module)
+    from . import jit_loops
+
+    jit_loops.notice_compiling(_compiling)
     restore = _catch_sigterm()
     try:
         parser = build_parser()

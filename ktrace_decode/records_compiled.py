@@ -52,7 +52,7 @@ THREADS = 2
 
 
 def _jit() -> Any:
-    from .pipeline import jit_loops
+    from . import jit_loops
 
     return jit_loops.load("_records_jit")
 

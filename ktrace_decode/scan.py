@@ -226,7 +226,7 @@ def compiled_walk() -> Walk | None:
     the same result, reading each header instead of searching every byte
     for the magic.  Loading it loads numba (~0.3 s): for big inputs only.
     """
-    from .pipeline import jit_loops
+    from . import jit_loops
 
     jit = jit_loops.load("_scan_jit")
     if jit is None:

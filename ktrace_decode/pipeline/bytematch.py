@@ -41,9 +41,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .. import records
+from .. import jit_loops, records
 from ..formats import messages as M
-from . import jit_loops
 
 # Opcodes.  A program is rows of (opcode, a, b, slot).
 LIT = 0  # bytes pool[a : a + b]

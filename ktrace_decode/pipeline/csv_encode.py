@@ -29,7 +29,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from . import bytematch, jit_loops
+from .. import jit_loops
+from . import bytematch
 
 
 def field(value: str) -> bytes:

@@ -38,8 +38,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .. import schema
-from . import jit_loops
+from .. import jit_loops, schema
 
 ORDER = ("time_us", "cpu", "seq")
 STATE_EVENTS = ("start", "write_error", "pages_error", "end")

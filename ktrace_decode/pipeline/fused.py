@@ -43,13 +43,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .. import records, records_compiled, schema
+from .. import jit_loops, records, records_compiled, schema
 from ..formats import layouts as L
 from ..formats import messages as M
 from ..iolatency import request_name
 from ..records import Part
 from ..scan import TIME_LIMIT
-from . import bytematch, csv_encode, jit_loops, storage
+from . import bytematch, csv_encode, storage
 from . import events as E
 
 #: The most bytes an events row takes besides its function and text (each

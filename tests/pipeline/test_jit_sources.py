@@ -49,7 +49,7 @@ def test_the_recorded_sources_are_every_module_a_loop_imports(module):
 def test_a_loop_that_cannot_be_imported_is_none(monkeypatch):
     import sys
 
-    from ktrace_decode.pipeline import jit_loops
+    from ktrace_decode import jit_loops
 
     # numba missing: importing a loop module raises ImportError.
     monkeypatch.setitem(sys.modules, "numba", None)
@@ -63,8 +63,45 @@ def test_a_loop_that_cannot_be_imported_is_none(monkeypatch):
 
 def test_a_loop_module_is_loaded_once():
     pytest.importorskip("numba")
-    from ktrace_decode.pipeline import jit_loops
+    from ktrace_decode import jit_loops
 
     first = jit_loops.load("_csv_encode_jit")
     assert first is not None and first.__name__ == "ktrace_decode.pipeline._csv_encode_jit"
     assert jit_loops.load("_csv_encode_jit") is first
+
+
+def test_a_compile_is_told_once(monkeypatch):
+    """numba's compile events reach notice_compiling's callback, once per
+    process: the command line says it compiles instead of seeming to hang."""
+    numba = pytest.importorskip("numba")
+    from ktrace_decode import jit_loops
+
+    assert jit_loops.load("_csv_encode_jit") is not None  # listening from here
+    said: list[int] = []
+    monkeypatch.setattr(jit_loops, "_said", __import__("threading").Event())
+    monkeypatch.setattr(jit_loops, "_notice", None)
+    jit_loops.notice_compiling(lambda: said.append(1))
+
+    @numba.njit
+    def one(x):  # type: ignore[no-untyped-def]
+        return x + 1
+
+    @numba.njit
+    def two(x):  # type: ignore[no-untyped-def]
+        return x + 2
+
+    assert one(1) + two(1) == 5
+    assert said == [1]
+
+
+def test_the_command_line_tells_a_terminal_only(monkeypatch, capsys):
+    from ktrace_decode import cli
+
+    monkeypatch.setattr(type(__import__("sys").stderr), "isatty", lambda self: False,
+                        raising=False)
+    cli._compiling()
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(type(__import__("sys").stderr), "isatty", lambda self: True,
+                        raising=False)
+    cli._compiling()
+    assert capsys.readouterr().err.startswith("ktrace: note: compiling the fast loops")

@@ -1,0 +1,57 @@
+"""The compiled loops' modules (``pipeline/_*_jit.py``), imported when first wanted.
+
+Importing one imports numba (~0.1 s, then ~0.2 s more on the first call),
+so the modules that use a loop ask for it only for work big enough to pay
+for that, and take their numpy or Polars path where it is missing.
+
+The first run after an install compiles the loops into numba's cache
+(~20 s for an export's, once); :func:`notice_compiling` lets the command
+line say so instead of seeming to hang.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from functools import cache
+from types import ModuleType
+
+_notice: Callable[[], None] | None = None
+_said = threading.Event()
+
+
+def notice_compiling(say: Callable[[], None] | None) -> None:
+    """Call ``say`` (once per process) when a loop is compiled rather than
+    loaded from numba's cache; None: say nothing (the default)."""
+    global _notice
+    _notice = say
+
+
+@cache
+def load(name: str) -> ModuleType | None:
+    """``ktrace_decode.pipeline.<name>``, or None where numba is missing or
+    broken on this platform."""
+    try:
+        module = importlib.import_module(f"{__package__}.pipeline.{name}")
+    except ImportError:
+        return None
+    _listen()
+    return module
+
+
+@cache
+def _listen() -> None:
+    """Hear numba's compile events (it sends none for a loop its cache had)."""
+    from numba.core import event
+
+    class Compiling(event.Listener):  # type: ignore[misc]
+        def on_start(self, ev: event.Event) -> None:
+            if _notice is not None and not _said.is_set():
+                _said.set()
+                _notice()
+
+        def on_end(self, ev: event.Event) -> None:
+            pass
+
+    event.register("numba:compile", Compiling())
