@@ -17,6 +17,8 @@ from collections.abc import Callable
 from functools import cache
 from types import ModuleType
 
+import numpy as np
+
 _notice: Callable[[], None] | None = None
 _said = threading.Event()
 
@@ -26,6 +28,17 @@ def notice_compiling(say: Callable[[], None] | None) -> None:
     loaded from numba's cache; None: say nothing (the default)."""
     global _notice
     _notice = say
+
+
+def offset_of(dtype: np.dtype, name: str, width: int) -> int:
+    """Where field ``name`` of a layout's numpy dtype (formats.layouts)
+    starts, checked to be the little-endian unsigned integer of ``width``
+    bytes a loop reads there: a layout change must stop the loop, not feed
+    it the wrong bytes."""
+    if dtype.fields[name][0] != np.dtype(f"<u{width}"):
+        raise RuntimeError(f"a compiled loop reads {name} as a {width}-byte integer; "
+                           f"the layout says {dtype.fields[name][0]}")
+    return int(dtype.fields[name][1])
 
 
 @cache

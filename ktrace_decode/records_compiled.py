@@ -64,24 +64,20 @@ def available() -> bool:
 
 @cache
 def _layout() -> np.ndarray:
+    from . import jit_loops
+
     jit = _jit()
     head, io = L.HEADER_DTYPE, L.IOTIMES_HEADER_DTYPE
-    widths = {(head, "type"): 2, (head, "pdu_len"): 2, (head, "ovfl"): 2, (head, "time"): 8,
-              (io, "chunk"): 8, (io, "offset"): 8, (io, "size"): 8, (io, "start_time"): 8,
-              (io, "local_delay"): 4, (io, "lat"): 4, (io, "ino"): 8, (io, "type"): 2,
-              (io, "cses"): 1, (io, "pad1"): 4}
-    for (dt, name), width in widths.items():
-        if dt.fields[name][0] != np.dtype(f"<u{width}"):
-            raise RuntimeError(f"records: the loop reads {name} as a {width}-byte integer")
     lay = np.zeros(jit.L_FIELDS, np.int64)
-    for slot, name in ((jit.L_TYPE, "type"), (jit.L_PDU, "pdu_len"), (jit.L_OVFL, "ovfl"),
-                       (jit.L_TIME, "time")):
-        lay[slot] = head.fields[name][1]
-    for slot, name in ((jit.L_CHUNK, "chunk"), (jit.L_OFFSET, "offset"), (jit.L_SIZE, "size"),
-                       (jit.L_START, "start_time"), (jit.L_DELAY, "local_delay"),
-                       (jit.L_LAT, "lat"), (jit.L_INO, "ino"), (jit.L_IOTYPE, "type"),
-                       (jit.L_CSES, "cses"), (jit.L_PAD1, "pad1")):
-        lay[slot] = io.fields[name][1]
+    for slot, name, width in ((jit.L_TYPE, "type", 2), (jit.L_PDU, "pdu_len", 2),
+                              (jit.L_OVFL, "ovfl", 2), (jit.L_TIME, "time", 8)):
+        lay[slot] = jit_loops.offset_of(head, name, width)
+    for slot, name, width in ((jit.L_CHUNK, "chunk", 8), (jit.L_OFFSET, "offset", 8),
+                              (jit.L_SIZE, "size", 8), (jit.L_START, "start_time", 8),
+                              (jit.L_DELAY, "local_delay", 4), (jit.L_LAT, "lat", 4),
+                              (jit.L_INO, "ino", 8), (jit.L_IOTYPE, "type", 2),
+                              (jit.L_CSES, "cses", 1), (jit.L_PAD1, "pad1", 4)):
+        lay[slot] = jit_loops.offset_of(io, name, width)
     lay[jit.L_HEADER], lay[jit.L_TEXT], lay[jit.L_IOTIMES] = (
         L.HEADER_SIZE, L.TYPE_TEXT, L.TYPE_IOTIMES)
     lay[jit.L_LOG_BUF], lay[jit.L_IOT_HEADER], lay[jit.L_CS_SIZE] = (
@@ -94,15 +90,18 @@ def _sorted(t: np.ndarray) -> bool:
     return len(t) < 2 or not bool((t[1:] < t[:-1]).any())
 
 
-def _runs(parts: Sequence[Part]) -> list[tuple[int, int]]:
+def _runs(parts: Sequence[Part]) -> tuple[list[tuple[int, int]], list[bool]]:
     """Consecutive parts whose rows, one part after the other, are in time
-    order: each merged as one run.  A part whose times go back is a run of
-    its own, walked in its time order (the numpy merge sorts it too)."""
+    order: each merged as one run (first and last part); and whether each
+    part is in time order.  A part whose times go back is a run of its own,
+    walked in its time order (the numpy merge sorts it too)."""
     runs: list[tuple[int, int]] = []
+    in_order: list[bool] = []
     prev_last: int | None = None  # last time of the previous part, if it can be continued
     for i, pt in enumerate(parts):
         t = pt.header()["time"]
         ok = _sorted(t)
+        in_order.append(ok)
         if runs and ok and prev_last is not None and (not len(t) or int(t[0]) >= prev_last):
             runs[-1] = (runs[-1][0], i)
         else:
@@ -111,7 +110,7 @@ def _runs(parts: Sequence[Part]) -> list[tuple[int, int]]:
             prev_last = None
         elif len(t):
             prev_last = int(t[-1])
-    return runs
+    return runs, in_order
 
 
 @dataclass
@@ -135,7 +134,7 @@ def _part_table(parts: Sequence[Part]) -> _Parts | None:
     """The parts' table and runs; None where the loops cannot merge them
     (too many runs, a buffer that is not contiguous, a CPU in two buffers)."""
     jit = _jit()
-    runs = _runs(parts)
+    runs, in_order = _runs(parts)
     if len(runs) > MAX_RUNS or not all(pt.buf.flags.c_contiguous for pt in parts):
         return None
     keep: list[np.ndarray] = []  # what the loops read by address
@@ -167,9 +166,8 @@ def _part_table(parts: Sequence[Part]) -> _Parts | None:
         row[jit.P_PREV] = -1 if pt.prev_time is None else pt.prev_time
         row[jit.P_CPU], row[jit.P_LEN] = pt.cpu, len(pt)
         row[jit.P_VBUF] = first_buffer[id(pt.buf)]
-        t = pt.header()["time"]
-        if not _sorted(t):
-            perm = np.argsort(t, kind="stable").astype(np.int64)
+        if not in_order[k]:
+            perm = np.argsort(pt.header()["time"], kind="stable").astype(np.int64)
             keep.append(perm)
             row[jit.P_PERM] = perm.ctypes.data
     return _Parts(table, np.array([a for a, _ in runs], np.int64),

@@ -231,19 +231,19 @@ def compiled_walk() -> Walk | None:
     jit = jit_loops.load("_scan_jit")
     if jit is None:
         return None
+    head = L.HEADER_DTYPE
     rules = np.zeros(jit.R_FIELDS, np.int64)
     rules[jit.R_MAGIC] = L.MAGIC
-    rules[jit.R_TYPE_AT], rules[jit.R_PDU_AT], rules[jit.R_TIME_AT] = (
-        _OFF["type"], _OFF["pdu_len"], _OFF["time"])
+    if jit_loops.offset_of(head, "magic", 2) != 0:
+        raise RuntimeError("scan: the walk reads the magic at the record's start")
+    rules[jit.R_TYPE_AT] = jit_loops.offset_of(head, "type", 2)
+    rules[jit.R_PDU_AT] = jit_loops.offset_of(head, "pdu_len", 2)
+    rules[jit.R_TIME_AT] = jit_loops.offset_of(head, "time", 8)
     rules[jit.R_HEADER] = _H
     rules[jit.R_TEXT], rules[jit.R_IOTIMES] = L.TYPE_TEXT, L.TYPE_IOTIMES
     rules[jit.R_IOT_HEADER], rules[jit.R_CS_SIZE] = _IOT_HDR, _CS
     rules[jit.R_LOG_BUF] = L.KTRACE_LOG_BUF_SIZE
     rules[jit.R_TIME_LIMIT] = TIME_LIMIT
-    # The walk reads these widths (a layout change must not go unnoticed).
-    for name, width in (("magic", 2), ("type", 2), ("pdu_len", 2), ("time", 8)):
-        if L.HEADER_DTYPE.fields[name][0] != np.dtype(f"<u{width}"):
-            raise RuntimeError(f"scan: the walk reads {name} as a {width}-byte integer")
     scratch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def walk(buf: np.ndarray, pos: int, stop: int, end: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,14 +23,17 @@ general path (:class:`Refused`):
   number of more than 18 digits, see :mod:`.bytematch`).
 
 The same pass copies the iotimes records' header and chunk-server bytes
-aside, in merged order: the streamed export builds its iotimes tables
-(15 % of a typical dump's records) from those with its usual plans, and
-its bookkeeping from the batch's headers unmerged
+aside, in merged order (:class:`IotimesRows`): two small loops write the
+``iotimes.csv`` and ``iotimes_cs.csv`` rows from those, and numpy makes
+the batch's IO counts, slowest IOs and chunk-server entries.  The
+bookkeeping (record counts, edge rows) reads the batch's headers unmerged
 (:func:`bookkeeping_columns`).
 
-``tests/pipeline/test_fused.py`` compares the bytes and the kept events
-with the general path's on every sample, on hypothesis-generated batches
-(any text, any bytes, any record type) and for each reason to refuse.
+``tests/pipeline/test_fused.py`` compares the bytes of the three files,
+the kept events, the entries, the counts and the slowest IOs with the
+general path's on every sample, on hypothesis-generated batches (any
+text, any bytes, any record type, extreme iotimes fields) and for each
+reason to refuse, and whole exports with the loops on and off.
 """
 
 from __future__ import annotations
@@ -100,18 +103,13 @@ def _catalogue() -> _Catalogue:
         spans.append((len(pool), len(field)))
         pool.extend(field)
     n_ev = len(event_names)
-    head, iot = L.HEADER_DTYPE, L.IOTIMES_HEADER_DTYPE
-    # The loop reads these widths: a layout change must not go unnoticed.
-    for dt, name, width in ((head, "type", 2), (head, "pdu_len", 2), (head, "ovfl", 2),
-                            (head, "time", 8), (iot, "ino", 8)):
-        if dt.fields[name][0] != np.dtype(f"<u{width}"):
-            raise RuntimeError(f"fused: the loop reads {name} as a {width}-byte integer")
+    head = L.HEADER_DTYPE
     hdr = np.zeros(jit.H_FIELDS, np.int64)
-    hdr[jit.H_TYPE] = head.fields["type"][1]
-    hdr[jit.H_PDU] = head.fields["pdu_len"][1]
-    hdr[jit.H_OVFL] = head.fields["ovfl"][1]
-    hdr[jit.H_TIME] = head.fields["time"][1]
-    hdr[jit.H_INO] = L.HEADER_SIZE + iot.fields["ino"][1]
+    hdr[jit.H_TYPE] = jit_loops.offset_of(head, "type", 2)
+    hdr[jit.H_PDU] = jit_loops.offset_of(head, "pdu_len", 2)
+    hdr[jit.H_OVFL] = jit_loops.offset_of(head, "ovfl", 2)
+    hdr[jit.H_TIME] = jit_loops.offset_of(head, "time", 8)
+    hdr[jit.H_INO] = L.HEADER_SIZE + jit_loops.offset_of(L.IOTIMES_HEADER_DTYPE, "ino", 8)
     hdr[jit.H_SIZE] = L.HEADER_SIZE
     hdr[jit.H_TEXT_MAX] = L.KTRACE_LOG_BUF_SIZE
     hdr[jit.H_TYPE_TEXT] = L.TYPE_TEXT
@@ -229,23 +227,16 @@ def _io_layout() -> np.ndarray:
     """Where :func:`._fused_jit.iotimes_rows` and ``entry_rows`` read each field."""
     jit = _jit()
     io, cs = L.IOTIMES_HEADER_DTYPE, L.IOTIMES_CS_DTYPE
-    want = {"chunk": 8, "offset": 8, "size": 8, "start_time": 8, "local_delay": 4, "lat": 4,
-            "ino": 8, "type": 2, "cses": 1, "pad1": 4}
-    for name, width in want.items():
-        if io.fields[name][0] != np.dtype(f"<u{width}"):
-            raise RuntimeError(f"fused: the loop reads {name} as a {width}-byte integer")
-    for name, width in {"csid": 8, "misc": 8, "ts_net": 4, "ts_io": 4}.items():
-        if cs.fields[name][0] != np.dtype(f"<u{width}"):
-            raise RuntimeError(f"fused: the loop reads {name} as a {width}-byte integer")
     out = np.zeros(jit.IO_FIELDS, np.int64)
-    for slot, name in ((jit.IO_CHUNK, "chunk"), (jit.IO_OFFSET, "offset"), (jit.IO_SIZE, "size"),
-                       (jit.IO_START, "start_time"), (jit.IO_DELAY, "local_delay"),
-                       (jit.IO_LAT, "lat"), (jit.IO_INO, "ino"), (jit.IO_TYPE, "type"),
-                       (jit.IO_CSES, "cses"), (jit.IO_PAD1, "pad1")):
-        out[slot] = io.fields[name][1]
-    for slot, name in ((jit.CS_CSID, "csid"), (jit.CS_MISC, "misc"), (jit.CS_NET, "ts_net"),
-                       (jit.CS_IO, "ts_io")):
-        out[slot] = cs.fields[name][1]
+    for slot, name, width in ((jit.IO_CHUNK, "chunk", 8), (jit.IO_OFFSET, "offset", 8),
+                              (jit.IO_SIZE, "size", 8), (jit.IO_START, "start_time", 8),
+                              (jit.IO_DELAY, "local_delay", 4), (jit.IO_LAT, "lat", 4),
+                              (jit.IO_INO, "ino", 8), (jit.IO_TYPE, "type", 2),
+                              (jit.IO_CSES, "cses", 1), (jit.IO_PAD1, "pad1", 4)):
+        out[slot] = jit_loops.offset_of(io, name, width)
+    for slot, name, width in ((jit.CS_CSID, "csid", 8), (jit.CS_MISC, "misc", 8),
+                              (jit.CS_NET, "ts_net", 4), (jit.CS_IO, "ts_io", 4)):
+        out[slot] = jit_loops.offset_of(cs, name, width)
     out[jit.IO_HEADER], out[jit.CS_SIZE] = L.IOTIMES_HEADER_SIZE, L.IOTIMES_CS_SIZE
     for slot, bit in ((jit.MISC_CACHED, L.CS_MISC_CACHED),
                       (jit.MISC_SEQUENTIAL, L.CS_MISC_SEQUENTIAL), (jit.MISC_SYNC, L.CS_MISC_SYNC)):
