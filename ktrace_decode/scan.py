@@ -222,7 +222,7 @@ def compiled_walk() -> Walk | None:
 
     It accepts, from a record start on, exactly the records the vectorised
     scan would accept there, and stops where that would break the chain
-    (tests/test_scan_walk.py holds the two to it), so a scan with it gives
+    (tests/robustness/test_rb_scan_walk.py holds the two to it), so a scan with it gives
     the same result, reading each header instead of searching every byte
     for the magic.  Loading it loads numba (~0.3 s): for big inputs only.
     """
