@@ -41,6 +41,21 @@ def offset_of(dtype: np.dtype, name: str, width: int) -> int:
     return int(dtype.fields[name][1])
 
 
+#: The iotimes header fields the loops read, with the width each reads
+#: them as, in the order of their slot numbers in the loops' tables
+#: (``_fused_jit.IO_CHUNK`` ..., ``_records_jit.L_CHUNK`` ...).
+IOTIMES_FIELDS = (("chunk", 8), ("offset", 8), ("size", 8), ("start_time", 8),
+                  ("local_delay", 4), ("lat", 4), ("ino", 8), ("type", 2), ("cses", 1),
+                  ("pad1", 4))
+
+
+def iotimes_offsets() -> list[int]:
+    """Where each of :data:`IOTIMES_FIELDS` starts in an iotimes header (checked)."""
+    from .formats import layouts as L
+
+    return [offset_of(L.IOTIMES_HEADER_DTYPE, name, width) for name, width in IOTIMES_FIELDS]
+
+
 @cache
 def load(name: str) -> ModuleType | None:
     """``ktrace_decode.pipeline.<name>``, or None where numba is missing or

@@ -67,17 +67,12 @@ def _layout() -> np.ndarray:
     from . import jit_loops
 
     jit = _jit()
-    head, io = L.HEADER_DTYPE, L.IOTIMES_HEADER_DTYPE
+    head = L.HEADER_DTYPE
     lay = np.zeros(jit.L_FIELDS, np.int64)
     for slot, name, width in ((jit.L_TYPE, "type", 2), (jit.L_PDU, "pdu_len", 2),
                               (jit.L_OVFL, "ovfl", 2), (jit.L_TIME, "time", 8)):
         lay[slot] = jit_loops.offset_of(head, name, width)
-    for slot, name, width in ((jit.L_CHUNK, "chunk", 8), (jit.L_OFFSET, "offset", 8),
-                              (jit.L_SIZE, "size", 8), (jit.L_START, "start_time", 8),
-                              (jit.L_DELAY, "local_delay", 4), (jit.L_LAT, "lat", 4),
-                              (jit.L_INO, "ino", 8), (jit.L_IOTYPE, "type", 2),
-                              (jit.L_CSES, "cses", 1), (jit.L_PAD1, "pad1", 4)):
-        lay[slot] = jit_loops.offset_of(io, name, width)
+    lay[jit.L_CHUNK : jit.L_PAD1 + 1] = jit_loops.iotimes_offsets()
     lay[jit.L_HEADER], lay[jit.L_TEXT], lay[jit.L_IOTIMES] = (
         L.HEADER_SIZE, L.TYPE_TEXT, L.TYPE_IOTIMES)
     lay[jit.L_LOG_BUF], lay[jit.L_IOT_HEADER], lay[jit.L_CS_SIZE] = (

@@ -261,7 +261,8 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
 #: ``io``: where the rows read the fields of an iotimes header and of a
 #: chunk-server entry, the sizes of both, the positions of the ``misc`` flag
 #: bits and the mask of its time, the time limit (given by :mod:`.fused`
-#: from the layout declarations).
+#: from the layout declarations; IO_CHUNK ... IO_PAD1 in the order of
+#: jit_loops.IOTIMES_FIELDS).
 (IO_CHUNK, IO_OFFSET, IO_SIZE, IO_START, IO_DELAY, IO_LAT, IO_INO, IO_TYPE, IO_CSES, IO_PAD1,
  IO_HEADER, CS_SIZE, CS_CSID, CS_MISC, CS_NET, CS_IO, MISC_CACHED, MISC_SEQUENTIAL, MISC_SYNC,
  MISC_TIME, TIME_LIMIT, IO_FIELDS) = range(22)

@@ -21,12 +21,13 @@ from ._jit_memory import bytes_at, copy4, copy_bytes, load2, load4, load8
 #: this file's content, so an edit there must change this hash, or a stale
 #: loop would be loaded; tests/pipeline/test_jit_sources.py fails until it does.
 BUILT_FROM = ('_fused_jit.py', '_jit_memory.py')
-BUILT_FROM_SHA256 = "b4d71850aa64cc39"
+BUILT_FROM_SHA256 = "13493d9de620cc31"
 
 #: ``parts`` columns: one row per part (records.Part), in the parts' order.
 (P_BUF, P_STARTS, P_RESYNCED, P_SEQ, P_SEQ0, P_BACK, P_PREV, P_CPU, P_LEN, P_VBUF,
  P_PERM, P_COLUMNS) = range(12)
-#: ``lay``: where the loop reads a record's fields (from the layout declarations).
+#: ``lay``: where the loop reads a record's fields (from the layout declarations;
+#: L_CHUNK ... L_PAD1 in the order of jit_loops.IOTIMES_FIELDS).
 (L_TYPE, L_PDU, L_OVFL, L_TIME, L_HEADER, L_TEXT, L_IOTIMES, L_LOG_BUF, L_IOT_HEADER,
  L_CS_SIZE, L_CHUNK, L_OFFSET, L_SIZE, L_START, L_DELAY, L_LAT, L_INO, L_IOTYPE, L_CSES,
  L_PAD1, L_VIEW_SHIFT, L_FIELDS) = range(22)

@@ -226,14 +226,9 @@ def events_of(parts: Sequence[Part], keep: tuple[str, ...], columns: tuple[str, 
 def _io_layout() -> np.ndarray:
     """Where :func:`._fused_jit.iotimes_rows` and ``entry_rows`` read each field."""
     jit = _jit()
-    io, cs = L.IOTIMES_HEADER_DTYPE, L.IOTIMES_CS_DTYPE
+    cs = L.IOTIMES_CS_DTYPE
     out = np.zeros(jit.IO_FIELDS, np.int64)
-    for slot, name, width in ((jit.IO_CHUNK, "chunk", 8), (jit.IO_OFFSET, "offset", 8),
-                              (jit.IO_SIZE, "size", 8), (jit.IO_START, "start_time", 8),
-                              (jit.IO_DELAY, "local_delay", 4), (jit.IO_LAT, "lat", 4),
-                              (jit.IO_INO, "ino", 8), (jit.IO_TYPE, "type", 2),
-                              (jit.IO_CSES, "cses", 1), (jit.IO_PAD1, "pad1", 4)):
-        out[slot] = jit_loops.offset_of(io, name, width)
+    out[jit.IO_CHUNK : jit.IO_PAD1 + 1] = jit_loops.iotimes_offsets()
     for slot, name, width in ((jit.CS_CSID, "csid", 8), (jit.CS_MISC, "misc", 8),
                               (jit.CS_NET, "ts_net", 4), (jit.CS_IO, "ts_io", 4)):
         out[slot] = jit_loops.offset_of(cs, name, width)
