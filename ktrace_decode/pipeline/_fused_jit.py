@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from ._bytematch_jit import classify_text, take_fields
-from ._csv_encode_jit import _put_uint, put_flagged, put_int, put_key
+from ._csv_encode_jit import _COMMA, _LF, _put_uint, put_flagged, put_int, put_key
 from ._csv_encode_jit import string_bits as text_bits
 from ._jit_memory import bytes_at, copy_bytes, load2, load4, load8
 
@@ -41,11 +41,9 @@ WRITTEN, KEPT, FAIL, FAILED_ROW, IOTIMES_ROWS, ENTRIES, RESULTS = range(7)
 #: start (given by :mod:`.fused` from the layout declarations).
 (H_TYPE, H_PDU, H_OVFL, H_TIME, H_INO, H_SIZE, H_TEXT_MAX, H_TYPE_TEXT, H_TYPE_IOTIMES,
  H_IOT_SIZE, H_CS_SIZE, H_FIELDS) = range(12)
-#: ``names`` rows: record_type by kind, then the events that are not in
-#: the catalogue (the catalogue's own come first in ``events``).
+#: Record kinds: the rows of ``names`` (their record_type fields).
 TEXT, IOTIMES, UNKNOWN = range(3)
 
-_COMMA, _LF, _CR, _QUOTE = 44, 10, 13, 34
 _U64_MAX = np.uint64(2**64 - 1)
 
 
@@ -222,7 +220,7 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
             p = put_flagged(out, out_addr, p, t, k, text_bits(t, k) & 3 if bits & 3 else 0)
         out[p] = _COMMA
         p += 1
-        # (slot 0 is the nodeid, see fused.SLOTS)
+        # (slot 0 is the nodeid: fused._catalogue checks it)
         if code < n_cat:
             for s in range(n_slots):
                 if s:
@@ -232,11 +230,7 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
                     p = put_int(out, p, row_values[s, 0])
         else:
             if kind == IOTIMES:
-                # iotimes carry the PCS file id, the kernel nodeid - 1; an
-                # id of 2**64 - 1 has none (events.ino_nodeid)
-                ino = load8(a + hdr[H_INO])
-                if ino != _U64_MAX:
-                    p = _put_uint(out, p, ino + np.uint64(1))
+                p = _put_nodeid(out, p, load8(a + hdr[H_INO]))
             for _ in range(n_slots - 1):
                 out[p] = _COMMA
                 p += 1
@@ -254,7 +248,6 @@ def event_rows(n, addrs, cpus, seqs, hdr,  # type: ignore[no-untyped-def]
     res[IOTIMES_ROWS] = n_io
     res[ENTRIES] = n_cs
     return 0
-
 
 
 # --- iotimes.csv and iotimes_cs.csv, from what event_rows copied aside ----------------
@@ -276,7 +269,8 @@ def _sep(out, p, c):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _put_nodeid(out, p, ino):  # type: ignore[no-untyped-def]
-    """ino + 1, the kernel nodeid (nothing for an ino of 2**64 - 1)."""
+    """ino + 1, the kernel nodeid of an iotimes record's PCS file id (nothing
+    for an ino of 2**64 - 1, which has none: events.ino_nodeid)."""
     return _put_uint(out, p, ino + np.uint64(1)) if ino != _U64_MAX else p
 
 

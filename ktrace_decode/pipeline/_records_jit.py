@@ -21,7 +21,7 @@ from ._jit_memory import bytes_at, copy4, copy_bytes, load2, load4, load8
 #: this file's content, so an edit there must change this hash, or a stale
 #: loop would be loaded; tests/pipeline/test_jit_sources.py fails until it does.
 BUILT_FROM = ('_fused_jit.py', '_jit_memory.py')
-BUILT_FROM_SHA256 = "13493d9de620cc31"
+BUILT_FROM_SHA256 = "4202ed3183a14f11"
 
 #: ``parts`` columns: one row per part (records.Part), in the parts' order.
 (P_BUF, P_STARTS, P_RESYNCED, P_SEQ, P_SEQ0, P_BACK, P_PREV, P_CPU, P_LEN, P_VBUF,
