@@ -13,15 +13,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._fused_jit import text_bits, utf8_ok
+from ._csv_encode_jit import string_bits as text_bits
+from ._fused_jit import utf8_ok
 from ._jit_memory import bytes_at, copy4, copy_bytes, load2, load4, load8
 
 #: The sources this loop is compiled from besides this file, and a hash of
 #: their bytes (sha256, in this order).  numba's on-disk cache checks only
 #: this file's content, so an edit there must change this hash, or a stale
 #: loop would be loaded; tests/pipeline/test_jit_sources.py fails until it does.
-BUILT_FROM = ('_fused_jit.py', '_jit_memory.py')
-BUILT_FROM_SHA256 = "4202ed3183a14f11"
+BUILT_FROM = ('_csv_encode_jit.py', '_fused_jit.py', '_jit_memory.py')
+BUILT_FROM_SHA256 = "f1dcd252a88da059"
 
 #: ``parts`` columns: one row per part (records.Part), in the parts' order.
 (P_BUF, P_STARTS, P_RESYNCED, P_SEQ, P_SEQ0, P_BACK, P_PREV, P_CPU, P_LEN, P_VBUF,
